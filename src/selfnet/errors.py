@@ -1,0 +1,33 @@
+"""Errors a user can cause: one family, one clear line each.
+
+The CLI prints ``str(err)`` on stderr and exits with ``err.exit_code``; anything that is not a
+:class:`SelfnetError` is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class SelfnetError(Exception):
+    """Base class for every error caused by input, options or environment (not by a bug)."""
+
+    exit_code: int = 2
+
+
+class InputError(SelfnetError):
+    """The input volume is missing, unreadable, of the wrong shape or lacks voxel sizes."""
+
+
+class OutputError(SelfnetError):
+    """The output cannot be written (exists, bad suffix, parent missing or not writable)."""
+
+
+class ModelError(SelfnetError):
+    """A model file is corrupt, foreign or does not fit the volume."""
+
+
+class ConfigError(SelfnetError):
+    """An option value is out of range or inconsistent with the others."""
+
+
+class DeviceError(SelfnetError):
+    """The requested compute device does not exist on this machine."""

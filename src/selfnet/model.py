@@ -1,0 +1,116 @@
+"""The trained model: weights plus everything restoring needs, in one self-contained file.
+
+A model file is a ``torch.save`` dict of tensors and plain values (loaded with
+``weights_only=True``): the deblurring net D, the degradation generator G_A (kept for QC), the
+training config, the z/xy ratio, voxel sizes, normalisation, package version and a summary.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from selfnet import __version__
+from selfnet.config import TrainConfig
+from selfnet.errors import ModelError
+from selfnet.io import atomic_write, check_output_path
+from selfnet.nets import DegradationGenerator, ResNet2d
+from selfnet.sampling import Normalizer
+
+MODEL_FORMAT = "selfnet-model"
+MODEL_FORMAT_VERSION = 1
+MODEL_SUFFIXES = (".pt", ".pth", ".selfnet")
+
+
+@dataclass
+class Model:
+    """A trained Self-Net model; build one with :func:`selfnet.train`, apply with :func:`selfnet.restore`."""
+
+    config: TrainConfig
+    ratio: float
+    spacing: tuple[float, float, float]
+    normalizer: Normalizer
+    deblur_state: dict[str, torch.Tensor]
+    generator_a_state: dict[str, torch.Tensor] | None = None
+    generator_a_init: dict[str, float] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    version: str = __version__
+
+    def deblur_net(self, device: torch.device | str = "cpu") -> ResNet2d:
+        """The deblurring network D with its trained weights, in eval mode."""
+        net = ResNet2d(self.config.deblur)
+        net.load_state_dict(self.deblur_state)
+        return net.to(device).eval()
+
+    def degradation_net(self, device: torch.device | str = "cpu") -> DegradationGenerator | None:
+        """The learned degradation G_A (for data-consistency checks), or None if not trained."""
+        if self.generator_a_state is None:
+            return None
+        net = DegradationGenerator(self.config.generator_a_channels, **self.generator_a_init)
+        net.load_state_dict(self.generator_a_state)
+        return net.to(device).eval()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form written to disk."""
+        return {
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_FORMAT_VERSION,
+            "selfnet_version": self.version,
+            "config": self.config.model_dump(mode="json"),
+            "ratio": float(self.ratio),
+            "spacing": [float(s) for s in self.spacing],
+            "normalizer": {"low": self.normalizer.low, "high": self.normalizer.high},
+            "deblur": {k: v.detach().cpu() for k, v in self.deblur_state.items()},
+            "generator_a": None if self.generator_a_state is None
+            else {k: v.detach().cpu() for k, v in self.generator_a_state.items()},
+            "generator_a_init": dict(self.generator_a_init),
+            "summary": self.summary,
+        }
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the model atomically; refuses to replace an existing file unless ``overwrite``."""
+        target = check_output_path(path, overwrite=overwrite, suffixes=MODEL_SUFFIXES)
+        with atomic_write(target) as tmp:
+            torch.save(self.to_dict(), tmp)
+        return target
+
+    @classmethod
+    def load(cls, path: str | Path) -> Model:
+        """Read a model file; corrupt, truncated or foreign files raise :class:`ModelError`."""
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"model file not found: {path}")
+        try:
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+            raise ModelError(f"{path} is not a readable selfnet model ({type(exc).__name__})") from None
+        return cls.from_dict(raw, source=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: str = "model") -> Model:
+        """Rebuild from :meth:`to_dict` output, validating format and version."""
+        if not isinstance(raw, dict) or raw.get("format") != MODEL_FORMAT:
+            raise ModelError(f"{source} is not a selfnet model file")
+        if raw.get("format_version", 0) > MODEL_FORMAT_VERSION:
+            raise ModelError(f"{source} was written by a newer selfnet ({raw.get('selfnet_version')}); upgrade selfnet")
+        try:
+            model = cls(
+                config=TrainConfig.model_validate(raw["config"]),
+                ratio=float(raw["ratio"]),
+                spacing=tuple(float(s) for s in raw["spacing"]),  # type: ignore[arg-type]
+                normalizer=Normalizer(**raw["normalizer"]),
+                deblur_state=raw["deblur"],
+                generator_a_state=raw.get("generator_a"),
+                generator_a_init=raw.get("generator_a_init", {}),
+                summary=raw.get("summary", {}),
+                version=raw.get("selfnet_version", "?"),
+            )
+            model.deblur_net()
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ModelError(f"{source} is damaged or incomplete ({type(exc).__name__})") from None
+        return model

@@ -1,0 +1,353 @@
+"""Two-stage Self-Net training on one volume: CycleGAN degradation learning, then deblurring.
+
+Stage 1 learns G_A: XY_lr -> axial-like (and G_B back) from unpaired XY_lr and real axial patches
+with PatchGAN critics (LSGAN) and cycle losses. Stage 2 trains the deblurring net D on
+(G_A(XY_lr), XY) pairs and feeds D's error back into G_A. Both stages stop at their share of the
+wall-clock budget or their step count, whichever comes first, with a cosine learning rate fitted
+to that budget, so a short budget still ends with a converged (annealed) model.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from selfnet.config import TrainConfig
+from selfnet.errors import InputError
+from selfnet.estimate import NoiseModel, estimate_axial_blur, estimate_noise, noise_retention
+from selfnet.losses import charbonnier, lsgan, restoration_loss
+from selfnet.model import Model
+from selfnet.nets import DegradationGenerator, PatchDiscriminator, ResNet2d
+from selfnet.sampling import (
+    Normalizer,
+    degrade_matrix,
+    n_iso,
+    sample_axial_patches,
+    sample_xy_patches,
+    zinterp,
+)
+
+ProgressFn = Callable[[str, int, int, dict[str, float]], None]
+DEFAULT_EPOCHS = 30
+BUDGET_ONLY_EPOCHS = 10_000
+N_PHASES = 8
+
+
+@dataclass
+class TrainingData:
+    """Patch pools on the device plus the degradation operators and data-derived estimates."""
+
+    xy: torch.Tensor          # (N, 1, S, S) sharp XY patches with a margin for degradation
+    axial: torch.Tensor       # (M, 1, P, P) real axial patches, z along rows
+    degrade: torch.Tensor     # (N_PHASES, S, S) z-sampling operators at random phases
+    size: int
+    margin: int
+    noise: NoiseModel
+    sigma: float              # estimated extra axial blur (px)
+    retention: float          # noise variance kept by that blur
+
+
+def choose_patch_size(requested: int, n_z_iso: int, ny: int, nx: int, margin: int) -> int:
+    """Largest multiple of 8 <= requested that fits the axial extent and XY planes with margin."""
+    fit = min(requested, n_z_iso, ny - 2 * margin, nx - 2 * margin)
+    size = (fit // 8) * 8
+    if size < 16:
+        raise InputError(
+            f"stack too small to train on: {n_z_iso} isotropic planes and {ny}x{nx} pixels "
+            f"(need at least 16 isotropic planes and {16 + 2 * margin} pixels in x and y)")
+    return size
+
+
+def prepare_data(norm_volume: np.ndarray, ratio: float, cfg: TrainConfig, device: torch.device,
+                 rng: np.random.Generator) -> TrainingData:
+    """Sample patch pools, estimate noise and axial blur, and build the degradation operators."""
+    margin = int(math.ceil(2 * ratio)) + 2
+    z, y, x = norm_volume.shape
+    iso = zinterp(norm_volume, ratio)
+    size = choose_patch_size(cfg.patch_size, iso.shape[0], y, x, margin)
+    full = size + 2 * margin
+    xy = sample_xy_patches(norm_volume, cfg.pool_size, full, rng=rng,
+                           foreground_percentile=cfg.foreground_percentile)
+    axial = sample_axial_patches(iso, cfg.pool_size, size, rng=rng,
+                                 foreground_percentile=cfg.foreground_percentile)
+    del iso
+    phases = rng.uniform(0, ratio, N_PHASES)
+    degrade = np.stack([degrade_matrix(full, ratio, p) for p in phases])
+    noise = estimate_noise(norm_volume[:: max(1, z // 16)])
+    xy_lr = (degrade[0] @ xy[:, :, margin:-margin])[:, margin:-margin]
+    sigma = estimate_axial_blur(xy_lr, axial, ratio, float(noise.variance(xy.mean())))
+    return TrainingData(
+        xy=torch.from_numpy(xy).unsqueeze(1).to(device),
+        axial=torch.from_numpy(axial).unsqueeze(1).to(device),
+        degrade=torch.from_numpy(degrade).to(device),
+        size=size, margin=margin, noise=noise, sigma=sigma,
+        retention=noise_retention(size, ratio, sigma),
+    )
+
+
+@dataclass
+class Batch:
+    """One training batch: sharp XY, its z-degraded XY_lr, structured noise, real axial patches."""
+
+    xy: torch.Tensor
+    xy_lr: torch.Tensor
+    eps: torch.Tensor
+    axial: torch.Tensor
+
+
+def _dihedral(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Per-sample random transpose and flips (the 8 symmetries of the square)."""
+    b = x.shape[0]
+    masks = torch.rand(3, b, 1, 1, 1, generator=gen, device=x.device) < 0.5
+    x = torch.where(masks[0], x.transpose(-1, -2), x)
+    x = torch.where(masks[1], x.flip(-1), x)
+    return torch.where(masks[2], x.flip(-2), x)
+
+
+def _flips(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Per-sample random flips that keep z along rows (axial patches)."""
+    masks = torch.rand(2, x.shape[0], 1, 1, 1, generator=gen, device=x.device) < 0.5
+    x = torch.where(masks[0], x.flip(-1), x)
+    return torch.where(masks[1], x.flip(-2), x)
+
+
+def batches(data: TrainingData, batch_size: int, gen: torch.Generator) -> Iterator[Batch]:
+    """Endless stream of augmented batches, degraded on the fly with a random sampling phase."""
+    dev = data.xy.device
+    m, p = data.margin, data.size
+    full = p + 2 * m
+    while True:
+        i = torch.randint(0, data.xy.shape[0], (batch_size,), generator=gen, device=dev)
+        j = torch.randint(0, data.axial.shape[0], (batch_size,), generator=gen, device=dev)
+        ops = data.degrade[torch.randint(0, N_PHASES, (batch_size,), generator=gen, device=dev)].unsqueeze(1)
+        xy_full = _dihedral(data.xy[i], gen)
+        white = torch.randn(batch_size, 1, full, p, generator=gen, device=dev)
+        yield Batch(
+            xy=xy_full[..., m:-m, m:-m],
+            xy_lr=(ops @ xy_full[..., m:-m])[..., m:-m, :],
+            eps=(ops @ white)[..., m:-m, :],
+            axial=_flips(data.axial[j], gen),
+        )
+
+
+@dataclass
+class StageClock:
+    """Stops a stage at its step count or wall-clock deadline and reports progress in [0, 1]."""
+
+    steps: int
+    deadline: float | None
+    start: float = field(default_factory=time.perf_counter)
+
+    def progress(self, step: int) -> float:
+        frac = step / self.steps
+        if self.deadline is not None:
+            frac = max(frac, (time.perf_counter() - self.start) / max(self.deadline - self.start, 1e-9))
+        return min(frac, 1.0)
+
+    def done(self, step: int) -> bool:
+        return step >= self.steps or (self.deadline is not None and time.perf_counter() >= self.deadline)
+
+
+def cosine_lr(base: float, progress: float, floor: float = 0.05) -> float:
+    """Cosine decay from ``base`` to ``floor * base`` over progress 0..1."""
+    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def _set_lr(opts: list[torch.optim.Optimizer], lr: float) -> None:
+    for opt in opts:
+        for group in opt.param_groups:
+            group["lr"] = lr
+
+
+@dataclass
+class Nets:
+    """The four CycleGAN networks and the deblurring net."""
+
+    g_a: DegradationGenerator
+    g_b: ResNet2d
+    d_a: PatchDiscriminator
+    d_b: PatchDiscriminator
+    deblur: ResNet2d
+
+
+def build_nets(cfg: TrainConfig, data: TrainingData, ratio: float, device: torch.device) -> tuple[Nets, dict[str, float]]:
+    """Networks with G_A initialised from the stack's own blur and noise estimates."""
+    init = dict(
+        sigma=data.sigma,
+        radius=int(math.ceil(3 * max(ratio, data.sigma, 1.0))),
+        gain=data.noise.gain,
+        read_var=data.noise.read_var,
+        noise_scale=math.sqrt(max(1.0 - data.retention, 1e-3)),
+    )
+    nets = Nets(
+        g_a=DegradationGenerator(cfg.generator_a_channels, **init),
+        g_b=ResNet2d(cfg.generator_b),
+        d_a=PatchDiscriminator(cfg.disc),
+        d_b=PatchDiscriminator(cfg.disc),
+        deblur=ResNet2d(cfg.deblur),
+    )
+    for net in vars(nets).values():
+        net.to(device)
+    return nets, init
+
+
+def _adam(params: Any, lr: float, cfg: TrainConfig) -> torch.optim.Adam:
+    return torch.optim.Adam(params, lr=lr, betas=cfg.betas)
+
+
+def run_stage1(nets: Nets, stream: Iterator[Batch], cfg: TrainConfig, clock: StageClock,
+               on_step: ProgressFn | None) -> dict[str, Any]:
+    """CycleGAN degradation learning: G_A XY_lr -> axial, G_B axial -> XY_lr."""
+    g_opt = _adam(list(nets.g_a.parameters()) + list(nets.g_b.parameters()), cfg.lr_gan, cfg)
+    d_opt = _adam(list(nets.d_a.parameters()) + list(nets.d_b.parameters()), cfg.lr_gan, cfg)
+    history: list[dict[str, float]] = []
+    step = 0
+    while not clock.done(step):
+        _set_lr([g_opt, d_opt], cosine_lr(cfg.lr_gan, clock.progress(step)))
+        b = next(stream)
+        mean_a = nets.g_a.mean(b.xy_lr)
+        fake_axial = mean_a + nets.g_a.noise_std(mean_a.detach()) * b.eps
+        fake_xy = nets.g_b(b.axial)
+        cycle = charbonnier(nets.g_b(mean_a), b.xy_lr) + charbonnier(nets.g_a.mean(fake_xy), b.axial)
+        adv = lsgan(nets.d_a(fake_axial), True) + lsgan(nets.d_b(fake_xy), True)
+        g_loss = adv + cfg.cycle_weight * cycle
+        g_opt.zero_grad(set_to_none=True)
+        g_loss.backward()
+        g_opt.step()
+        d_loss = 0.5 * (lsgan(nets.d_a(b.axial), True) + lsgan(nets.d_a(fake_axial.detach()), False)
+                        + lsgan(nets.d_b(b.xy_lr), True) + lsgan(nets.d_b(fake_xy.detach()), False))
+        d_opt.zero_grad(set_to_none=True)
+        d_loss.backward()
+        d_opt.step()
+        step += 1
+        losses = {"adv": adv.item(), "cycle": cycle.item(), "disc": d_loss.item()}
+        _record(history, step, losses)
+        if on_step:
+            on_step("stage 1 (CycleGAN)", step, clock.steps, losses)
+    return {"steps": step, "history": history}
+
+
+def run_stage2(nets: Nets, stream: Iterator[Batch], cfg: TrainConfig, clock: StageClock,
+               on_step: ProgressFn | None, use_cyclegan: bool = True) -> dict[str, Any]:
+    """Deblurring on (G_A(XY_lr), XY) with the feedback loss into G_A after ``feedback_start``."""
+    opt = _adam(nets.deblur.parameters(), cfg.lr, cfg)
+    ga_opt = _adam(nets.g_a.parameters(), cfg.lr_gan * 0.5, cfg)
+    da_opt = _adam(nets.d_a.parameters(), cfg.lr_gan * 0.5, cfg)
+    history: list[dict[str, float]] = []
+    step = 0
+    while not clock.done(step):
+        progress = clock.progress(step)
+        _set_lr([opt], cosine_lr(cfg.lr, progress))
+        b = next(stream)
+        with torch.no_grad():
+            degraded = nets.g_a(b.xy_lr, b.eps) if use_cyclegan else b.xy_lr
+        loss = restoration_loss(nets.deblur(degraded), b.xy, cfg.ssim_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses = {"deblur": loss.item()}
+        if use_cyclegan and step % cfg.gan_update_every == 0 and progress >= cfg.feedback_start:
+            losses.update(_feedback_step(nets, b, cfg, ga_opt, da_opt))
+        step += 1
+        _record(history, step, losses)
+        if on_step:
+            on_step("stage 2 (deblur)", step, clock.steps, losses)
+    return {"steps": step, "history": history}
+
+
+def _feedback_step(nets: Nets, b: Batch, cfg: TrainConfig, ga_opt: torch.optim.Optimizer,
+                   da_opt: torch.optim.Optimizer) -> dict[str, float]:
+    """Update G_A with GAN + cycle (weighted) + feedback from D; D's weights stay fixed here."""
+    mean_a = nets.g_a.mean(b.xy_lr)
+    fake = mean_a + nets.g_a.noise_std(mean_a.detach()) * b.eps
+    feedback = charbonnier(nets.deblur(fake), b.xy)
+    adv = lsgan(nets.d_a(fake), True)
+    cycle = charbonnier(nets.g_b(mean_a), b.xy_lr)
+    loss = cfg.gan_weight_stage2 * (adv + cfg.cycle_weight * cycle) + cfg.feedback_weight * feedback
+    ga_opt.zero_grad(set_to_none=True)
+    loss.backward()
+    ga_opt.step()
+    d_loss = 0.5 * (lsgan(nets.d_a(b.axial), True) + lsgan(nets.d_a(fake.detach()), False))
+    da_opt.zero_grad(set_to_none=True)
+    d_loss.backward()
+    da_opt.step()
+    for p in nets.deblur.parameters():
+        p.grad = None
+    return {"feedback": feedback.item()}
+
+
+def _record(history: list[dict[str, float]], step: int, losses: dict[str, float], every: int = 10) -> None:
+    if step % every == 0 or step == 1:
+        history.append({"step": float(step), **losses})
+
+
+def learned_sigma(g_a: DegradationGenerator) -> float:
+    """Standard deviation (px) of G_A's learned z-blur kernel."""
+    k = (g_a.kernel / g_a.kernel.sum()).detach().flatten().cpu().double()
+    t = torch.arange(len(k), dtype=torch.float64) - len(k) // 2
+    mean = (k * t).sum()
+    return float(((k * (t - mean) ** 2).sum()).clamp(min=0).sqrt())
+
+
+def train_model(volume: np.ndarray, spacing: tuple[float, float, float], cfg: TrainConfig,
+                device: torch.device, on_step: ProgressFn | None = None) -> Model:
+    """Train both stages on a ZYX volume with ``spacing=(dz, dy, dx)`` µm; returns a :class:`Model`."""
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    ratio = spacing[0] / spacing[2]
+    normalizer = Normalizer.fit(volume, cfg.norm_percentiles, seed=cfg.seed)
+    data = prepare_data(normalizer(volume), ratio, cfg, device, rng)
+    nets, init = build_nets(cfg, data, ratio, device)
+    stream = batches(data, cfg.batch_size, gen)
+    epochs = cfg.epochs or (BUDGET_ONLY_EPOCHS if cfg.max_minutes else DEFAULT_EPOCHS)
+    total = epochs * cfg.steps_per_epoch
+    s1_steps = max(1, round(total * cfg.stage1_fraction)) if cfg.use_cyclegan else 0
+    budget = None if cfg.max_minutes is None else cfg.max_minutes * 60.0
+    prep_s = time.perf_counter() - t0
+    stages: dict[str, Any] = {}
+    if s1_steps:
+        deadline = None if budget is None else t0 + budget * cfg.stage1_fraction
+        stages["stage1"] = _timed(run_stage1, nets, stream, cfg, StageClock(s1_steps, deadline), on_step)
+    deadline = None if budget is None else t0 + budget
+    stages["stage2"] = _timed(run_stage2, nets, stream, cfg, StageClock(total - s1_steps, deadline), on_step,
+                              use_cyclegan=cfg.use_cyclegan)
+    summary = {
+        "ratio": ratio,
+        "patch_size": data.size,
+        "prepare_s": round(prep_s, 2),
+        "train_s": round(time.perf_counter() - t0, 2),
+        "device": str(device),
+        "torch": torch.__version__,
+        "estimated_axial_sigma_px": round(data.sigma, 3),
+        "learned_axial_sigma_px": round(learned_sigma(nets.g_a), 3),
+        "noise_gain": data.noise.gain,
+        "noise_read_var": data.noise.read_var,
+        **{f"{name}_{k}": v for name, st in stages.items() for k, v in st.items() if k != "history"},
+        "history": {name: st["history"] for name, st in stages.items()},
+    }
+    return Model(
+        config=cfg, ratio=ratio, spacing=spacing, normalizer=normalizer,
+        deblur_state={k: v.detach().cpu() for k, v in nets.deblur.state_dict().items()},
+        generator_a_state={k: v.detach().cpu() for k, v in nets.g_a.state_dict().items()} if cfg.use_cyclegan else None,
+        generator_a_init=init, summary=summary,
+    )
+
+
+def _timed(fn: Callable[..., dict[str, Any]], nets: Nets, stream: Iterator[Batch], cfg: TrainConfig,
+           clock: StageClock, on_step: ProgressFn | None, **kwargs: Any) -> dict[str, Any]:
+    for net in vars(nets).values():
+        net.train()
+    t = time.perf_counter()
+    result = fn(nets, stream, cfg, clock, on_step, **kwargs)
+    seconds = time.perf_counter() - t
+    result["seconds"] = round(seconds, 2)
+    result["patches_per_s"] = round(result["steps"] * cfg.batch_size / max(seconds, 1e-9), 1)
+    return result
