@@ -56,7 +56,7 @@ def _load(path: Path, lateral: float | None, axial: float | None, timepoint: int
     vol = read_volume(path, lateral_um=lateral, axial_um=axial, timepoint=timepoint, channel=channel)
     validate_volume(vol)
     dz, dy, dx = vol.spacing
-    typer.echo(f"selfnet: {path.name}: {'x'.join(map(str, vol.data.shape))} ZYX {vol.data.dtype}, "
+    typer.echo(f"selfnet: {path.name}: {'x'.join(map(str, vol.data.shape))} ZYX {vol.data.dtype.name}, "
                f"voxel {dz:.4g} x {dy:.4g} x {dx:.4g} µm (z/xy ratio {vol.ratio:.2f})", err=True)
     return vol
 

@@ -83,6 +83,10 @@ _MAX_DESKTOP_DPI = 1200.0
 
 _TIFF_SUFFIXES = (".tif", ".tiff")
 _UNKNOWN_AXES = "QI"
+# What tifffile raises on malformed files (it has no single exception type for them).
+_TIFF_READ_ERRORS = (
+    tifffile.TiffFileError, ValueError, OSError, EOFError, struct.error, KeyError, IndexError
+)
 _FATAL_TIFF_WARNINGS = ("invalid page offset", "failed to reshape", "corrupted")
 _SCAN_BYTES = 64 * 2**20
 _BIGTIFF_BYTES = int(3.5 * 2**30)
@@ -233,14 +237,16 @@ def _read_npy(p: Path, label: str) -> _Raw:
     try:
         data = np.load(p, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise InputError(f"cannot read {label}: not a valid or complete .npy file ({_first_line(exc)})") from exc
+        reason = _first_line(exc)
+        raise InputError(f"cannot read {label}: not a valid or complete .npy file ({reason})") from exc
     if not isinstance(data, np.ndarray):
         raise InputError(f"cannot read {label}: not a single NumPy array")
     if data.ndim > 3:
         raise InputError(f"{label} has {data.ndim} dimensions {data.shape}: selfnet needs a 3D ZYX array")
     axes = "ZYX"[-data.ndim :] if data.ndim else ""
     sizes, notes = _npy_sidecar_sizes(p)
-    return _Raw(data=data, axes=axes, sizes=sizes, source_format="npy", unit="µm" if sizes else None, notes=notes)
+    unit = "µm" if sizes else None
+    return _Raw(data=data, axes=axes, sizes=sizes, source_format="npy", unit=unit, notes=notes)
 
 
 def _npy_sidecar_sizes(p: Path) -> tuple[list[_Sizes], list[str]]:
@@ -277,8 +283,9 @@ def _read_tiff(p: Path, label: str) -> _Raw:
         try:
             with tifffile.TiffFile(p) as tf:
                 raw = _raw_from_tiff(tf, p, label, log)
-        except (tifffile.TiffFileError, ValueError, OSError, EOFError, struct.error, KeyError, IndexError) as exc:
-            raise InputError(f"cannot read {label}: not a valid or complete TIFF file ({_first_line(exc)})") from exc
+        except _TIFF_READ_ERRORS as exc:
+            reason = _first_line(exc)
+            raise InputError(f"cannot read {label}: not a valid or complete TIFF file ({reason})") from exc
     return raw
 
 
@@ -759,7 +766,9 @@ def _check_output_dtype(p: Path, kind: str, dtype: str) -> None:
         raise OutputError(f"{p.name}: cannot write data type {dtype!r}: choose one of {', '.join(allowed)}")
 
 
-def _write_imagej(p: Path, data: np.ndarray, spacing: tuple[float, float, float], extra: dict[str, Any]) -> None:
+def _write_imagej(
+    p: Path, data: np.ndarray, spacing: tuple[float, float, float], extra: dict[str, Any]
+) -> None:
     """ImageJ hyperstack (µm calibration); stacks beyond 4 GB use ImageJ's own large-file layout."""
     dz, dy, dx = spacing
     ij: dict[str, Any] = {"axes": "ZYX", "spacing": dz, "unit": "um"}
@@ -772,7 +781,9 @@ def _write_imagej(p: Path, data: np.ndarray, spacing: tuple[float, float, float]
         tifffile.imwrite(temp, data, imagej=True, resolution=(1.0 / dx, 1.0 / dy), metadata=ij)
 
 
-def _write_ome(p: Path, data: np.ndarray, spacing: tuple[float, float, float], extra: dict[str, Any]) -> None:
+def _write_ome(
+    p: Path, data: np.ndarray, spacing: tuple[float, float, float], extra: dict[str, Any]
+) -> None:
     """OME-TIFF with PhysicalSizeX/Y/Z in µm (BigTIFF beyond about 3.5 GB)."""
     dz, dy, dx = spacing
     ome: dict[str, Any] = {"axes": "ZYX"}
@@ -794,7 +805,9 @@ def _write_ome(p: Path, data: np.ndarray, spacing: tuple[float, float, float], e
         )
 
 
-def _write_npy(p: Path, data: np.ndarray, spacing: tuple[float, float, float], extra: dict[str, Any]) -> None:
+def _write_npy(
+    p: Path, data: np.ndarray, spacing: tuple[float, float, float], extra: dict[str, Any]
+) -> None:
     """``.npy`` array plus ``<file>.json`` sidecar holding the spacing in µm."""
     sidecar = p.with_name(p.name + ".json")
     content = {"spacing": list(spacing), "unit": "µm", "axes": "ZYX"}

@@ -453,8 +453,16 @@ class Phantom:
         return slice(0, n_out)
 
 
-def _check_acquire(obj: np.ndarray, k: float, sigma_lateral_px: float, axial_ratio: float,
-                   photons: float, background: float, read_noise: float, gain: float) -> None:
+def _check_acquire(
+    obj: np.ndarray,
+    k: float,
+    sigma_lateral_px: float,
+    axial_ratio: float,
+    photons: float,
+    background: float,
+    read_noise: float,
+    gain: float,
+) -> None:
     """Reject inputs that make the simulation meaningless."""
     if obj.ndim != 3:
         raise ValueError(f"object must be 3D (ZYX), got shape {obj.shape}")

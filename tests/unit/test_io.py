@@ -33,7 +33,11 @@ def _stack(shape: tuple[int, ...] = SHAPE, dtype: str = "uint16") -> np.ndarray:
 def _imagej(path: Path, data: np.ndarray, *, dz: float, dx: float, unit: str, axes: str = "ZYX") -> Path:
     """Write an ImageJ hyperstack with a z step, a lateral pixel size and a unit string."""
     tifffile.imwrite(
-        path, data, imagej=True, resolution=(1 / dx, 1 / dx), metadata={"spacing": dz, "unit": unit, "axes": axes}
+        path,
+        data,
+        imagej=True,
+        resolution=(1 / dx, 1 / dx),
+        metadata={"spacing": dz, "unit": unit, "axes": axes},
     )
     return path
 
@@ -103,7 +107,8 @@ def test_plain_tiff_without_sizes_names_both_flags(tmp_path: Path) -> None:
 
 
 def test_plain_tiff_with_cm_resolution_only_lacks_axial(tmp_path: Path) -> None:
-    tifffile.imwrite(tmp_path / "cm.tif", _stack(), resolution=(1e4 / 0.1, 1e4 / 0.1), resolutionunit="CENTIMETER")
+    per_cm = 1e4 / 0.1
+    tifffile.imwrite(tmp_path / "cm.tif", _stack(), resolution=(per_cm, per_cm), resolutionunit="CENTIMETER")
     message = _input_error(tmp_path / "cm.tif")
     assert "--axial-um" in message and "--lateral-um" not in message
     vol = read_volume(tmp_path / "cm.tif", axial_um=0.4)
@@ -274,7 +279,8 @@ def test_bool_npy_is_refused(tmp_path: Path) -> None:
 
 
 def _volume(data: np.ndarray | None = None, spacing: tuple[float, float, float] = (1.0, 0.2, 0.2)) -> Volume:
-    return Volume(data=_stack(dtype="float32") if data is None else data, spacing=spacing, path=Path("in.tif"))
+    data = _stack(dtype="float32") if data is None else data
+    return Volume(data=data, spacing=spacing, path=Path("in.tif"))
 
 
 def _validation_error(vol: Volume) -> str:
@@ -332,7 +338,11 @@ def test_check_output_path_accepts_supported_suffixes(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "fragment"),
-    [("out.png", "unsupported output suffix"), ("missing/out.tif", "does not exist"), ("file.txt/out.tif", "not a folder")],
+    [
+        ("out.png", "unsupported output suffix"),
+        ("missing/out.tif", "does not exist"),
+        ("file.txt/out.tif", "not a folder"),
+    ],
 )
 def test_check_output_path_errors(tmp_path: Path, name: str, fragment: str) -> None:
     (tmp_path / "file.txt").write_text("x", encoding="utf-8")
@@ -365,6 +375,14 @@ def test_check_output_path_read_only_folder(tmp_path: Path) -> None:
             check_output_path(folder / "out.tif", overwrite=False)
     finally:
         folder.chmod(0o700)
+
+
+def test_check_output_path_unwritable_folder_even_as_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "access", lambda *args, **kwargs: False)
+    with pytest.raises(OutputError, match="is not writable"):
+        check_output_path(tmp_path / "out.tif", overwrite=False)
 
 
 def test_atomic_write_replaces_on_success(tmp_path: Path) -> None:
@@ -453,7 +471,9 @@ def test_to_dtype_float32_passes_through() -> None:
         ("yeast_mitochondria_TZYX.ome.tif", {"timepoint": 0}, (17, 192, 279), (0.25, 0.0655, 0.0655)),
     ],
 )
-def test_real_files(name: str, kwargs: dict[str, int], shape: tuple[int, ...], spacing: tuple[float, ...]) -> None:
+def test_real_files(
+    name: str, kwargs: dict[str, int], shape: tuple[int, ...], spacing: tuple[float, ...]
+) -> None:
     path = DATA_DIR / name
     if not path.is_file():
         pytest.skip(f"{path} not available")

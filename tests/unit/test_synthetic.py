@@ -24,7 +24,7 @@ SHAPE = (40, 48, 48)
 
 # Bounds on the fraction of voxels above 0.1 for each kind at SHAPE.
 FOREGROUND = {
-    "neurites": (0.02, 0.12),
+    "neurites": (0.03, 0.10),
     "nuclei": (0.05, 0.45),
     "beads": (1e-5, 1e-3),
     "mix": (0.03, 0.40),
@@ -42,7 +42,8 @@ def _second_moment_sigma(profile: np.ndarray) -> float:
 def _signal(ph: Phantom) -> np.ndarray:
     """Raw counts converted back to expected-signal units (offset and background removed)."""
     p = ph.params
-    return ph.raw.astype(np.float64) - float(p["offset"]) - float(p["background"]) * float(p["gain"])
+    floor = float(p["offset"]) + float(p["background"]) * float(p["gain"])
+    return ph.raw.astype(np.float64) - floor
 
 
 # ---------------------------------------------------------------------------------- objects

@@ -1,0 +1,5 @@
+"""``python -m selfnet`` runs the command line."""
+
+from selfnet.cli import main
+
+main()
