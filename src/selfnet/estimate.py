@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from selfnet.sampling import degrade_matrix
+from selfnet.sampling import blur_matrix, degrade_matrix
 
 
 @dataclass(frozen=True)
@@ -86,10 +86,11 @@ def estimate_axial_blur(xy_lr: np.ndarray, axial: np.ndarray, ratio: float, nois
 
 
 def noise_retention(size: int, ratio: float, sigma: float) -> float:
-    """Fraction of interpolated-noise variance that survives a row blur of ``sigma`` px."""
+    """Fraction of z-sampled noise variance that survives a z blur of ``sigma`` px before sampling."""
     if sigma <= 0:
         return 1.0
-    rng = np.random.default_rng(1)
-    noise = degrade_matrix(size, ratio) @ rng.normal(size=(16, size, size)).astype(np.float32)
-    blurred = ndimage.gaussian_filter1d(noise, sigma, axis=1, mode="reflect")
-    return float(blurred.var() / noise.var())
+    noise = np.random.default_rng(1).normal(size=(16, size, size)).astype(np.float32)
+    sampling = degrade_matrix(size, ratio)
+    plain = sampling @ noise
+    blurred = (sampling @ blur_matrix(size, sigma)) @ noise
+    return float(blurred.var() / plain.var())

@@ -7,6 +7,7 @@ training config, the z/xy ratio, voxel sizes, normalisation, package version and
 
 from __future__ import annotations
 
+import json
 import pickle
 import zipfile
 from dataclasses import dataclass, field
@@ -25,6 +26,11 @@ from selfnet.sampling import Normalizer
 MODEL_FORMAT = "selfnet-model"
 MODEL_FORMAT_VERSION = 1
 MODEL_SUFFIXES = (".pt", ".pth", ".selfnet")
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy (numpy scalars, versions etc. become plain values) so weights_only loading works."""
+    return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
 
 
 @dataclass
@@ -69,7 +75,7 @@ class Model:
             "generator_a": None if self.generator_a_state is None
             else {k: v.detach().cpu() for k, v in self.generator_a_state.items()},
             "generator_a_init": dict(self.generator_a_init),
-            "summary": self.summary,
+            "summary": _plain(self.summary),
         }
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:

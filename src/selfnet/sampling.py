@@ -65,6 +65,20 @@ def degrade_matrix(n: int, ratio: float, phase: float = 0.0) -> np.ndarray:
     return (up @ down).astype(np.float32)
 
 
+def blur_matrix(n: int, sigma: float) -> np.ndarray:
+    """(n, n) Gaussian blur along one axis with replicated edges (identity for sigma ~ 0)."""
+    if sigma < 1e-3:
+        return np.eye(n, dtype=np.float32)
+    radius = int(np.ceil(4 * sigma))
+    offsets = np.arange(-radius, radius + 1)
+    taps = np.exp(-0.5 * (offsets / sigma) ** 2)
+    w = np.zeros((n, n), dtype=np.float64)
+    rows = np.arange(n)
+    for off, tap in zip(offsets, taps / taps.sum()):
+        np.add.at(w, (rows, np.clip(rows + off, 0, n - 1)), tap)
+    return w.astype(np.float32)
+
+
 def zinterp(volume: np.ndarray, ratio: float, *, block: int = 64) -> np.ndarray:
     """Interpolate a ZYX volume along z onto the isotropic grid (float32), block by block in y."""
     z, y, x = volume.shape

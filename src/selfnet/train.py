@@ -26,8 +26,8 @@ from selfnet.model import Model
 from selfnet.nets import DegradationGenerator, PatchDiscriminator, ResNet2d
 from selfnet.sampling import (
     Normalizer,
+    blur_matrix,
     degrade_matrix,
-    n_iso,
     sample_axial_patches,
     sample_xy_patches,
     zinterp,
@@ -45,7 +45,8 @@ class TrainingData:
 
     xy: torch.Tensor          # (N, 1, S, S) sharp XY patches with a margin for degradation
     axial: torch.Tensor       # (M, 1, P, P) real axial patches, z along rows
-    degrade: torch.Tensor     # (N_PHASES, S, S) z-sampling operators at random phases
+    sampling: torch.Tensor    # (N_PHASES, S, S) z-sampling operators at random phases (for noise)
+    degrade: torch.Tensor     # (N_PHASES, S, S) estimated z blur followed by z-sampling (for signal)
     size: int
     margin: int
     noise: NoiseModel
@@ -78,16 +79,20 @@ def prepare_data(norm_volume: np.ndarray, ratio: float, cfg: TrainConfig, device
                                  foreground_percentile=cfg.foreground_percentile)
     del iso
     phases = rng.uniform(0, ratio, N_PHASES)
-    degrade = np.stack([degrade_matrix(full, ratio, p) for p in phases])
+    sampling = np.stack([degrade_matrix(full, ratio, p) for p in phases])
     noise = estimate_noise(norm_volume[:: max(1, z // 16)])
-    xy_lr = (degrade[0] @ xy[:, :, margin:-margin])[:, margin:-margin]
+    xy_lr = (sampling[0] @ xy[:, :, margin:-margin])[:, margin:-margin]
     sigma = estimate_axial_blur(xy_lr, axial, ratio, float(noise.variance(xy.mean())))
+    if not cfg.use_cyclegan:
+        sigma = 0.0
+    degrade = sampling @ blur_matrix(full, sigma)
     return TrainingData(
         xy=torch.from_numpy(xy).unsqueeze(1).to(device),
         axial=torch.from_numpy(axial).unsqueeze(1).to(device),
+        sampling=torch.from_numpy(sampling).to(device),
         degrade=torch.from_numpy(degrade).to(device),
         size=size, margin=margin, noise=noise, sigma=sigma,
-        retention=noise_retention(size, ratio, sigma),
+        retention=noise_retention(full, ratio, sigma),
     )
 
 
@@ -125,13 +130,13 @@ def batches(data: TrainingData, batch_size: int, gen: torch.Generator) -> Iterat
     while True:
         i = torch.randint(0, data.xy.shape[0], (batch_size,), generator=gen, device=dev)
         j = torch.randint(0, data.axial.shape[0], (batch_size,), generator=gen, device=dev)
-        ops = data.degrade[torch.randint(0, N_PHASES, (batch_size,), generator=gen, device=dev)].unsqueeze(1)
+        phase = torch.randint(0, N_PHASES, (batch_size,), generator=gen, device=dev)
         xy_full = _dihedral(data.xy[i], gen)
         white = torch.randn(batch_size, 1, full, p, generator=gen, device=dev)
         yield Batch(
             xy=xy_full[..., m:-m, m:-m],
-            xy_lr=(ops @ xy_full[..., m:-m])[..., m:-m, :],
-            eps=(ops @ white)[..., m:-m, :],
+            xy_lr=(data.degrade[phase].unsqueeze(1) @ xy_full[..., m:-m])[..., m:-m, :],
+            eps=(data.sampling[phase].unsqueeze(1) @ white)[..., m:-m, :],
             axial=_flips(data.axial[j], gen),
         )
 
@@ -179,8 +184,8 @@ class Nets:
 def build_nets(cfg: TrainConfig, data: TrainingData, ratio: float, device: torch.device) -> tuple[Nets, dict[str, float]]:
     """Networks with G_A initialised from the stack's own blur and noise estimates."""
     init = dict(
-        sigma=data.sigma,
-        radius=int(math.ceil(3 * max(ratio, data.sigma, 1.0))),
+        sigma=0.0,
+        radius=int(math.ceil(1.5 * max(ratio, 2.0))),
         gain=data.noise.gain,
         read_var=data.noise.read_var,
         noise_scale=math.sqrt(max(1.0 - data.retention, 1e-3)),
@@ -325,9 +330,9 @@ def train_model(volume: np.ndarray, spacing: tuple[float, float, float], cfg: Tr
         "prepare_s": round(prep_s, 2),
         "train_s": round(time.perf_counter() - t0, 2),
         "device": str(device),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "estimated_axial_sigma_px": round(data.sigma, 3),
-        "learned_axial_sigma_px": round(learned_sigma(nets.g_a), 3),
+        "learned_axial_sigma_px": round(math.hypot(data.sigma, learned_sigma(nets.g_a)), 3),
         "noise_gain": data.noise.gain,
         "noise_read_var": data.noise.read_var,
         **{f"{name}_{k}": v for name, st in stages.items() for k, v in st.items() if k != "history"},
