@@ -64,6 +64,7 @@ class TrainConfig(BaseModel):
     lr_gan: float = Field(2e-4, gt=0)
     betas: tuple[float, float] = (0.5, 0.999)
     cycle_weight: float = Field(10.0, ge=0)
+    residual_weight: float = Field(100.0, ge=0, description="L1 penalty on G_A's CNN correction")
     gan_weight_stage2: float = Field(0.1, ge=0)
     feedback_weight: float = Field(0.1, ge=0)
     feedback_start: float = Field(0.2, ge=0, le=1, description="fraction of stage 2 before feedback")

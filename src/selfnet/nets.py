@@ -95,6 +95,11 @@ class DegradationGenerator(nn.Module):
         """Deterministic part of the degradation (used by cycle losses)."""
         return self.blur(x) + self.cnn(x)
 
+    def mean_and_residual(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Deterministic output and the CNN's share of it (penalised to keep G_A near the physics)."""
+        residual = self.cnn(x)
+        return self.blur(x) + residual, residual
+
     def noise_std(self, mean: torch.Tensor) -> torch.Tensor:
         """Per-pixel standard deviation of the injected noise."""
         var = self.log_gain.exp() * mean.clamp(min=0) + self.log_read.exp()

@@ -216,12 +216,12 @@ def run_stage1(nets: Nets, stream: Iterator[Batch], cfg: TrainConfig, clock: Sta
     while not clock.done(step):
         _set_lr([g_opt, d_opt], cosine_lr(cfg.lr_gan, clock.progress(step)))
         b = next(stream)
-        mean_a = nets.g_a.mean(b.xy_lr)
+        mean_a, residual = nets.g_a.mean_and_residual(b.xy_lr)
         fake_axial = mean_a + nets.g_a.noise_std(mean_a.detach()) * b.eps
         fake_xy = nets.g_b(b.axial)
         cycle = charbonnier(nets.g_b(mean_a), b.xy_lr) + charbonnier(nets.g_a.mean(fake_xy), b.axial)
         adv = lsgan(nets.d_a(fake_axial), True) + lsgan(nets.d_b(fake_xy), True)
-        g_loss = adv + cfg.cycle_weight * cycle
+        g_loss = adv + cfg.cycle_weight * cycle + cfg.residual_weight * residual.abs().mean()
         g_opt.zero_grad(set_to_none=True)
         g_loss.backward()
         g_opt.step()
@@ -269,12 +269,13 @@ def run_stage2(nets: Nets, stream: Iterator[Batch], cfg: TrainConfig, clock: Sta
 def _feedback_step(nets: Nets, b: Batch, cfg: TrainConfig, ga_opt: torch.optim.Optimizer,
                    da_opt: torch.optim.Optimizer) -> dict[str, float]:
     """Update G_A with GAN + cycle (weighted) + feedback from D; D's weights stay fixed here."""
-    mean_a = nets.g_a.mean(b.xy_lr)
+    mean_a, residual = nets.g_a.mean_and_residual(b.xy_lr)
     fake = mean_a + nets.g_a.noise_std(mean_a.detach()) * b.eps
     feedback = charbonnier(nets.deblur(fake), b.xy)
     adv = lsgan(nets.d_a(fake), True)
     cycle = charbonnier(nets.g_b(mean_a), b.xy_lr)
-    loss = cfg.gan_weight_stage2 * (adv + cfg.cycle_weight * cycle) + cfg.feedback_weight * feedback
+    penalty = cfg.residual_weight * residual.abs().mean()
+    loss = cfg.gan_weight_stage2 * (adv + cfg.cycle_weight * cycle + penalty) + cfg.feedback_weight * feedback
     ga_opt.zero_grad(set_to_none=True)
     loss.backward()
     ga_opt.step()
@@ -344,6 +345,32 @@ def train_model(volume: np.ndarray, spacing: tuple[float, float, float], cfg: Tr
         generator_a_state={k: v.detach().cpu() for k, v in nets.g_a.state_dict().items()} if cfg.use_cyclegan else None,
         generator_a_init=init, summary=summary,
     )
+
+
+def paired_batches(inputs: torch.Tensor, targets: torch.Tensor, batch_size: int,
+                   gen: torch.Generator) -> Iterator[Batch]:
+    """Batches of known (degraded, sharp) pairs, z along rows; flips only. For supervised baselines."""
+    while True:
+        i = torch.randint(0, inputs.shape[0], (batch_size,), generator=gen, device=inputs.device)
+        both = _flips(torch.cat([inputs[i], targets[i]], dim=1), gen)
+        yield Batch(xy=both[:, 1:], xy_lr=both[:, :1], eps=torch.zeros_like(both[:, :1]), axial=both[:, :1])
+
+
+def train_supervised(inputs: np.ndarray, targets: np.ndarray, cfg: TrainConfig, device: torch.device,
+                     on_step: ProgressFn | None = None) -> tuple[ResNet2d, dict[str, Any]]:
+    """Train the deblurring net alone on given (N, P, P) pairs: the oracle baseline of the benchmarks."""
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    net = ResNet2d(cfg.deblur).to(device)
+    nets = Nets(g_a=DegradationGenerator(4), g_b=ResNet2d(cfg.generator_b), d_a=PatchDiscriminator(cfg.disc),
+                d_b=PatchDiscriminator(cfg.disc), deblur=net)
+    stream = paired_batches(torch.from_numpy(inputs).unsqueeze(1).to(device),
+                            torch.from_numpy(targets).unsqueeze(1).to(device), cfg.batch_size, gen)
+    epochs = cfg.epochs or (BUDGET_ONLY_EPOCHS if cfg.max_minutes else DEFAULT_EPOCHS)
+    deadline = None if cfg.max_minutes is None else time.perf_counter() + cfg.max_minutes * 60
+    clock = StageClock(epochs * cfg.steps_per_epoch, deadline)
+    result = _timed(run_stage2, nets, stream, cfg, clock, on_step, use_cyclegan=False)
+    return net.eval(), result
 
 
 def _timed(fn: Callable[..., dict[str, Any]], nets: Nets, stream: Iterator[Batch], cfg: TrainConfig,

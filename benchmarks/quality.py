@@ -1,0 +1,212 @@
+"""Quality benchmark: selfnet vs baselines and ablations on phantoms with known ground truth.
+
+    python benchmarks/quality.py [--quick] [--minutes M] [--out bench_out/quality]
+
+Every trained method gets the same wall-clock budget (``--minutes``) on the same volume. The score
+is PSNR / 3D SSIM against the ground truth seen through the lateral PSF (the best a self-supervised
+method can reach), after the best affine intensity fit. Prints a markdown table and writes one PNG
+of XZ views per case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+from skimage.restoration import richardson_lucy
+
+from selfnet.config import TrainConfig, make_config
+from selfnet.figures import save_panels
+from selfnet.metrics import affine_fit, score
+from selfnet.model import Model
+from selfnet.restore import restore_normalized, restore_volume
+from selfnet.sampling import Normalizer, zinterp
+from selfnet.synthetic import Phantom, make_phantom
+from selfnet.train import train_model, train_supervised
+
+DEVICE = torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One phantom: structure kind, z step k, axial/lateral blur ratio, photon level."""
+
+    kind: str
+    k: float
+    axial_ratio: float
+    photons: float
+    shape: tuple[int, int, int]
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind} k={self.k:g} ax={self.axial_ratio:g} ph={self.photons:g}"
+
+
+QUICK = [
+    Case("neurites", 4.0, 3.0, 200, (128, 160, 160)),
+    Case("nuclei", 3.0, 3.0, 200, (96, 160, 160)),
+    Case("mix", 2.5, 2.5, 100, (96, 160, 160)),
+]
+FULL = QUICK + [
+    Case("beads", 5.0, 4.0, 1000, (160, 160, 160)),
+    Case("neurites", 4.0, 3.0, 1000, (128, 160, 160)),
+    Case("mix", 4.0, 3.0, 300, (128, 160, 160)),
+]
+
+
+@dataclass
+class Result:
+    """A restored volume with its timings."""
+
+    volume: np.ndarray
+    train_s: float = 0.0
+    restore_s: float = 0.0
+
+
+def timed(fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def interpolation(ph: Phantom, order: str) -> Result:
+    """Linear or cubic z-interpolation."""
+    if order == "cubic":
+        vol, s = timed(lambda: zinterp(ph.raw, ph.k))
+    else:
+        z = np.arange(ph.iso_slice().stop) / ph.k
+        lo = np.minimum(np.floor(z).astype(int), ph.raw.shape[0] - 1)
+        hi = np.minimum(lo + 1, ph.raw.shape[0] - 1)
+        w = (z - lo)[:, None, None].astype(np.float32)
+        vol, s = timed(lambda: (1 - w) * ph.raw[lo].astype(np.float32) + w * ph.raw[hi].astype(np.float32))
+    return Result(vol, restore_s=s)
+
+
+def richardson_lucy_true_psf(ph: Phantom, iterations: int = 20) -> Result:
+    """RL deconvolution of the raw stack with the true extra axial blur, then cubic interpolation."""
+    sigma_lat = float(ph.params["sigma_lateral_px"])
+    extra = np.sqrt(max(float(ph.params["sigma_axial_px"]) ** 2 - sigma_lat**2, 1e-6)) / ph.k
+    t = np.arange(-int(np.ceil(4 * extra)), int(np.ceil(4 * extra)) + 1)
+    psf = np.exp(-0.5 * (t / extra) ** 2)[:, None, None]
+    psf /= psf.sum()
+    offset = float(ph.params["offset"])
+
+    def run() -> np.ndarray:
+        raw = np.clip(ph.raw.astype(np.float32) - offset, 0, None)
+        return zinterp(richardson_lucy(raw, psf, num_iter=iterations, clip=False).astype(np.float32), ph.k)
+
+    vol, s = timed(run)
+    return Result(vol, restore_s=s)
+
+
+def selfnet_method(ph: Phantom, cfg: TrainConfig, views: tuple[str, ...] = ("xz", "yz")) -> tuple[Result, Model]:
+    """Train on the raw stack itself, then restore."""
+    t0 = time.perf_counter()
+    model = train_model(ph.raw, ph.spacing_raw, cfg, DEVICE)
+    train_s = time.perf_counter() - t0
+    (vol, _), s = timed(lambda: restore_volume(ph.raw, ph.spacing_raw, model, DEVICE, views=views))
+    return Result(vol, train_s, s), model
+
+
+def restore_with(ph: Phantom, model: Model, views: tuple[str, ...]) -> Result:
+    (vol, _), s = timed(lambda: restore_volume(ph.raw, ph.spacing_raw, model, DEVICE, views=views))
+    return Result(vol, model.summary.get("train_s", 0.0), s)
+
+
+def oracle(ph: Phantom, cfg: TrainConfig, pool: int = 2048) -> Result:
+    """Same deblurring net trained on TRUE (interpolated raw, ground truth) axial pairs."""
+    norm = Normalizer.fit(ph.raw, cfg.norm_percentiles)
+    iso = zinterp(norm(ph.raw), ph.k)
+    background = float(ph.params["offset"]) + float(ph.params["background"]) * float(ph.params["gain"])
+    truth = norm(ph.gt_lateral[ph.iso_slice()] + background)
+    inputs, targets = paired_axial_patches(iso, truth, pool, cfg.patch_size, np.random.default_rng(cfg.seed))
+    t0 = time.perf_counter()
+    net, _ = train_supervised(inputs, targets, cfg, DEVICE)
+    train_s = time.perf_counter() - t0
+    vol, s = timed(lambda: norm.inverse(restore_normalized(iso, net, DEVICE)))
+    return Result(vol, train_s, s)
+
+
+def paired_axial_patches(a: np.ndarray, b: np.ndarray, count: int, size: int,
+                         rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Aligned XZ/YZ patches (z along rows) from two volumes of the same shape."""
+    size = min(size, a.shape[0] // 8 * 8)
+    z0 = rng.integers(0, a.shape[0] - size + 1, count)
+    c0 = rng.integers(0, a.shape[2] - size + 1, count)
+    fixed = rng.integers(0, a.shape[1], count)
+    r = np.arange(size)
+    zz, cc = (z0[:, None] + r)[:, :, None], (c0[:, None] + r)[:, None, :]
+    half = count // 2
+    pa = np.concatenate([a[zz[:half], fixed[:half, None, None], cc[:half]],
+                         a[zz[half:], cc[half:], fixed[half:, None, None]]])
+    pb = np.concatenate([b[zz[:half], fixed[:half, None, None], cc[:half]],
+                         b[zz[half:], cc[half:], fixed[half:, None, None]]])
+    return pa.astype(np.float32), pb.astype(np.float32)
+
+
+def run_case(case: Case, minutes: float, seed: int, out: Path) -> tuple[Phantom, list[tuple[str, Result]]]:
+    """All methods on one phantom."""
+    ph = make_phantom(case.kind, case.shape, k=case.k, axial_ratio=case.axial_ratio, photons=case.photons,
+                      seed=seed)
+    ours = make_config(max_minutes=minutes, seed=seed)
+    results: list[tuple[str, Result]] = [
+        ("linear z-interpolation", interpolation(ph, "linear")),
+        ("cubic z-interpolation", interpolation(ph, "cubic")),
+        ("Richardson-Lucy (true PSF) + cubic", richardson_lucy_true_psf(ph)),
+        ("oracle: our D on true pairs", oracle(ph, ours)),
+    ]
+    default, model = selfnet_method(ph, ours)
+    results += [
+        ("published config (64 ch)", selfnet_method(ph, TrainConfig.published(max_minutes=minutes, seed=seed))[0]),
+        ("**selfnet (default)**", default),
+        ("ablation: XZ only", restore_with(ph, model, ("xz",))),
+        ("ablation: no CycleGAN", selfnet_method(ph, make_config(max_minutes=minutes, seed=seed, use_cyclegan=False))[0]),
+        ("ablation: no feedback", selfnet_method(ph, make_config(max_minutes=minutes, seed=seed, feedback_weight=0.0))[0]),
+    ]
+    save_case_figure(out / f"{case.kind}_k{case.k:g}_ph{case.photons:g}.png", ph, results)
+    return ph, results
+
+
+def save_case_figure(path: Path, ph: Phantom, results: list[tuple[str, Result]]) -> None:
+    """XZ views of the key methods next to the ground truth, after affine fit, same contrast."""
+    truth = ph.gt_lateral[ph.iso_slice()]
+    y = int(np.argmax(truth.sum(axis=(0, 2))))
+    keep = {"cubic z-interpolation", "Richardson-Lucy (true PSF) + cubic", "oracle: our D on true pairs",
+            "published config (64 ch)", "**selfnet (default)**"}
+    picked = [(n.strip("*"), r) for n, r in results if n in keep]
+    images = [affine_fit(r.volume[:, y, :], truth[:, y, :]) for _, r in picked] + [truth[:, y, :]]
+    save_panels(path, images, [n for n, _ in picked] + ["ground truth (lateral PSF)"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 cases, short budgets (~10 min on 2 cores)")
+    parser.add_argument("--minutes", type=float, default=None, help="training budget per trained method")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("bench_out/quality"))
+    args = parser.parse_args()
+    minutes = args.minutes or (0.4 if args.quick else 2.0)
+    cases = QUICK if args.quick else FULL
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"# quality benchmark, {date.today()}, {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}),"
+          f" device cpu, torch {torch.__version__}, budget {minutes:g} min per trained method")
+    print("\n| case | method | PSNR (dB) | SSIM | train s | restore s |\n|---|---|---|---|---|---|")
+    for case in cases:
+        ph, results = run_case(case, minutes, args.seed, args.out)
+        truth = ph.gt_lateral[ph.iso_slice()]
+        for name, res in results:
+            sc = score(res.volume, truth)
+            print(f"| {case.name} | {name} | {sc.psnr:.2f} | {sc.ssim:.3f} | {res.train_s:.0f} | {res.restore_s:.1f} |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
