@@ -45,7 +45,7 @@ class TrainConfig(BaseModel):
     version: int = CONFIG_VERSION
     # budget
     epochs: int | None = Field(None, ge=1, le=10_000, description="None: 30, or until the budget")
-    max_minutes: float | None = Field(None, gt=0)
+    max_minutes: float | None = Field(None, gt=0, allow_inf_nan=False)
     steps_per_epoch: int = Field(100, ge=1)
     stage1_fraction: float = Field(0.3, gt=0.0, lt=1.0)
     # data
@@ -71,7 +71,7 @@ class TrainConfig(BaseModel):
     ssim_weight: float = Field(0.1, ge=0)
     gan_update_every: int = Field(2, ge=1, description="stage 2: update G_A every n steps")
     use_cyclegan: bool = True
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

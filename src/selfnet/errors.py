@@ -31,3 +31,11 @@ class ConfigError(SelfnetError):
 
 class DeviceError(SelfnetError):
     """The requested compute device does not exist on this machine."""
+
+
+class ResourceError(SelfnetError):
+    """The planned work needs more memory (or disk) than this machine can give."""
+
+
+class TrainingError(SelfnetError):
+    """Training cannot go on: it diverged repeatedly, or a checkpoint cannot be resumed."""

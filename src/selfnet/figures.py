@@ -27,7 +27,8 @@ def save_panels(path: str | Path, images: Sequence[np.ndarray], titles: Sequence
     width = sum(im.shape[1] for im in images)
     height = max(im.shape[0] for im in images)
     fig_w = min(18.0, 2.0 + width / 60)
-    fig, axes = plt.subplots(1, len(images), figsize=(fig_w, fig_w * height / width * len(images) / 1.6 + 0.6))
+    fig_h = fig_w * height / width + 0.5
+    fig, axes = plt.subplots(1, len(images), figsize=(fig_w, fig_h))
     for ax, im, title in zip(np.atleast_1d(axes), images, titles):
         ax.imshow(im, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
         ax.set_title(title, fontsize=9)

@@ -17,6 +17,7 @@ import secrets
 import struct
 import warnings
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ __all__ = [
     "SQUARE_TOLERANCE",
     "Volume",
     "atomic_write",
+    "check_output_dtype",
     "check_output_path",
     "read_volume",
     "to_dtype",
@@ -85,7 +87,8 @@ _TIFF_SUFFIXES = (".tif", ".tiff")
 _UNKNOWN_AXES = "QI"
 # What tifffile raises on malformed files (it has no single exception type for them).
 _TIFF_READ_ERRORS = (
-    tifffile.TiffFileError, ValueError, OSError, EOFError, struct.error, KeyError, IndexError
+    tifffile.TiffFileError, ValueError, OSError, EOFError, struct.error, KeyError, IndexError, RuntimeError,
+    zlib.error,
 )
 _FATAL_TIFF_WARNINGS = ("invalid page offset", "failed to reshape", "corrupted")
 _SCAN_BYTES = 64 * 2**20
@@ -148,18 +151,37 @@ def read_volume(
     axial_um: float | None = None,
     timepoint: int | None = None,
     channel: int | None = None,
+    level: int = 0,
+    lazy: bool = False,
+    axes: str | None = None,
 ) -> Volume:
-    """Read a ZYX z-stack and its voxel size in µm from TIFF/OME-TIFF/ImageJ or ``.npy``.
+    """Read a ZYX z-stack and its voxel size in µm from TIFF/OME-TIFF/ImageJ, ``.npy`` or OME-Zarr.
 
     Explicit ``lateral_um``/``axial_um`` win over file metadata; T and C axes of size > 1 need
-    ``timepoint``/``channel`` (0-based). Data are memory-mapped where the layout allows.
+    ``timepoint``/``channel`` (0-based). ``axes`` (e.g. ``"CZYX"``) names the file's axes when
+    it does not, or names them wrongly. Data are memory-mapped where the layout allows;
+    ``lazy=True`` reads compressed TIFFs page by page (dask) instead of loading them. OME-Zarr
+    stores (``.zarr``) are always read lazily, multiscale ``level`` 0 unless asked.
     """
     label = str(path)
     p = Path(path).expanduser()
     overrides = _override_sizes(lateral_um, axial_um)
+    # --- OME-Zarr (selfnet.ngff) ---
+    from selfnet.ngff import is_zarr_path, read_ngff
+
+    if is_zarr_path(p):
+        if axes is not None:
+            raise InputError(f"--axes applies to TIFF and .npy inputs; {label} names its own axes")
+        return read_ngff(p, lateral_um=lateral_um, axial_um=axial_um, timepoint=timepoint, channel=channel,
+                         level=level)
+    if level:
+        raise InputError(f"--level applies to OME-Zarr inputs; {label} is not one")
+    # ---
     _check_input_file(p, label)
-    raw = _read_npy(p, label) if _is_npy(p) else _read_tiff(p, label)
+    raw = _read_npy(p, label) if _is_npy(p) else _read_tiff(p, label, lazy=lazy)
     _check_data_type(raw.data, label)
+    if axes is not None:
+        raw.axes = _parse_axes(axes, raw.data.shape, label)
     data, selected = _select_zyx(raw.data, raw.axes, timepoint, channel, label)
     spacing, sources = _resolve_spacing([overrides, *raw.sizes], label)
     metadata: dict[str, Any] = {
@@ -241,9 +263,7 @@ def _read_npy(p: Path, label: str) -> _Raw:
         raise InputError(f"cannot read {label}: not a valid or complete .npy file ({reason})") from exc
     if not isinstance(data, np.ndarray):
         raise InputError(f"cannot read {label}: not a single NumPy array")
-    if data.ndim > 3:
-        raise InputError(f"{label} has {data.ndim} dimensions {data.shape}: selfnet needs a 3D ZYX array")
-    axes = "ZYX"[-data.ndim :] if data.ndim else ""
+    axes = "ZYX"[-data.ndim :] if data.ndim <= 3 else "Q" * (data.ndim - 3) + "ZYX"
     sizes, notes = _npy_sidecar_sizes(p)
     unit = "µm" if sizes else None
     return _Raw(data=data, axes=axes, sizes=sizes, source_format="npy", unit=unit, notes=notes)
@@ -277,25 +297,25 @@ def _parse_sidecar(sidecar: Path) -> tuple[float, float, float]:
 # --- tiff -----------------------------------------------------------------------------------
 
 
-def _read_tiff(p: Path, label: str) -> _Raw:
+def _read_tiff(p: Path, label: str, *, lazy: bool = False) -> _Raw:
     """Open a TIFF, check it is complete and collect data, axes and voxel-size candidates."""
     with _captured_tifffile_log() as log:
         try:
             with tifffile.TiffFile(p) as tf:
-                raw = _raw_from_tiff(tf, p, label, log)
+                raw = _raw_from_tiff(tf, p, label, log, lazy=lazy)
         except _TIFF_READ_ERRORS as exc:
             reason = _first_line(exc)
             raise InputError(f"cannot read {label}: not a valid or complete TIFF file ({reason})") from exc
     return raw
 
 
-def _raw_from_tiff(tf: tifffile.TiffFile, p: Path, label: str, log: list[str]) -> _Raw:
+def _raw_from_tiff(tf: tifffile.TiffFile, p: Path, label: str, log: list[str], *, lazy: bool = False) -> _Raw:
     """Build the raw reading of an open TiffFile (first series only)."""
     if not tf.series:
         raise InputError(f"cannot read {label}: the TIFF file holds no image")
     series = tf.series[0]
     _check_tiff_complete(tf, series, p, label, log)
-    data = _series_data(tf, series, p)
+    data = _series_data(tf, series, p, lazy=lazy)
     ij = tf.imagej_metadata if tf.is_imagej else None
     sizes = [_ome_sizes(tf) if tf.is_ome else None, _imagej_sizes(tf, ij), _tag_sizes(tf)]
     kind = series.kind.lower()
@@ -376,7 +396,7 @@ def _declared_size(tf: tifffile.TiffFile) -> int | None:
     return None
 
 
-def _series_data(tf: tifffile.TiffFile, series: tifffile.TiffPageSeries, p: Path) -> np.ndarray:
+def _series_data(tf: tifffile.TiffFile, series: tifffile.TiffPageSeries, p: Path, *, lazy: bool = False) -> np.ndarray:
     """Memory-map contiguous uncompressed data, otherwise read it into memory.
 
     A memory map keeps the file's byte order (ImageJ writes big-endian), which NumPy handles
@@ -386,6 +406,10 @@ def _series_data(tf: tifffile.TiffFile, series: tifffile.TiffPageSeries, p: Path
     if offset is not None:
         dtype = np.dtype(series.dtype).newbyteorder(tf.byteorder)
         return np.memmap(p, dtype=dtype, mode="r", offset=offset, shape=series.shape)
+    if lazy:  # big compressed/tiled TIFFs: pages are read on demand (selfnet.ngff)
+        from selfnet.ngff import lazy_tiff_series
+
+        return lazy_tiff_series(p)  # type: ignore[return-value]
     return np.asarray(series.asarray())
 
 
@@ -500,6 +524,18 @@ def _unit_to_um(unit: Any) -> float | None:
 # --- axes -----------------------------------------------------------------------------------
 
 
+def _parse_axes(text: str, shape: tuple[int, ...], label: str) -> str:
+    """Check an ``--axes`` value: one distinct letter of TCZYX per dimension, Z, Y and X included."""
+    axes = str(text).strip().upper()
+    if not axes or any(a not in "TCZYX" for a in axes) or len(set(axes)) != len(axes):
+        raise InputError(f"--axes {text!r}: use distinct letters from T, C, Z, Y, X, e.g. --axes CZYX")
+    if len(axes) != len(shape):
+        raise InputError(f"--axes {axes} names {len(axes)} axes but {label} has {len(shape)} dimensions {tuple(shape)}")
+    if not set("ZYX") <= set(axes):
+        raise InputError(f"--axes {axes} must include Z, Y and X")
+    return axes
+
+
 def _select_zyx(
     data: np.ndarray, axes: str, timepoint: int | None, channel: int | None, label: str
 ) -> tuple[np.ndarray, dict[str, int]]:
@@ -508,6 +544,10 @@ def _select_zyx(
         raise InputError(
             f"{label} is an RGB/multi-sample image (axes {axes}): selfnet needs a grey-level z-stack"
         )
+    if len(axes) == 3 and axes[1:] == "YX" and axes[0] in "TC" and data.shape[0] > 1:
+        noun = "time point" if axes[0] == "T" else "channel"
+        raise InputError(f"{label} has {data.shape[0]} {noun}s and no z axis (axes {axes}): "
+                         "if they are z planes, pass --axes ZYX")
     selected: dict[str, int] = {}
     choices = (("T", timepoint, "--timepoint", "time point"), ("C", channel, "--channel", "channel"))
     for axis, index, flag, noun in choices:
@@ -552,6 +592,15 @@ def _as_zyx(data: np.ndarray, axes: str, label: str) -> np.ndarray:
         axes = "ZYX"
     if len(axes) == 2 and axes == "YX":
         raise InputError(f"{label} is 2D (YX); selfnet needs a z-stack")
+    if any(a in _UNKNOWN_AXES for a in axes):
+        example = "TCZYX"[-len(axes):] if len(axes) <= 5 else "CZYX"
+        raise InputError(
+            f"{label} has {len(axes)} dimensions {tuple(data.shape)} without axis names: name them with "
+            f"--axes (e.g. --axes {example}), then pick one stack with --channel N / --timepoint N"
+        )
+    if sorted(axes) == sorted("ZYX") and axes != "ZYX":
+        data = data.transpose([axes.index(a) for a in "ZYX"])
+        axes = "ZYX"
     if axes != "ZYX":
         raise InputError(
             f"{label} has axes {axes} {tuple(data.shape)}: selfnet needs a ZYX z-stack "
@@ -659,10 +708,17 @@ def check_output_path(
 ) -> Path:
     """Check, before any long work, that ``path`` can be written; return it resolved.
 
-    ``.ome.tif`` counts as ``.tif``. Existing files are refused unless ``overwrite``.
+    ``.ome.tif`` counts as ``.tif``. Existing files are refused unless ``overwrite``. When
+    ``suffixes`` holds ``.zarr``, OME-Zarr store folders are checked by :mod:`selfnet.ngff`.
     """
     label = str(path)
     p = Path(path).expanduser()
+    # --- OME-Zarr (selfnet.ngff) ---
+    if ".zarr" in suffixes and p.name.lower().endswith(".zarr"):
+        from selfnet.ngff import check_zarr_output
+
+        return check_zarr_output(p, overwrite=overwrite)
+    # ---
     if not p.name.lower().endswith(tuple(s.lower() for s in suffixes)):
         raise OutputError(f"{label}: unsupported output suffix: use {', '.join(suffixes)}")
     if p.is_dir():
@@ -674,9 +730,30 @@ def check_output_path(
         raise OutputError(f"cannot write {label}: {parent} is not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write {label}: folder {parent} is not writable")
+    _probe_writable(parent, label)
     if p.exists() and not overwrite:
         raise OutputError(f"{label} exists: pass --overwrite to replace it")
     return p.resolve()
+
+
+def _probe_writable(folder: Path, label: str) -> None:
+    """Create and delete a hidden file in ``folder``: catches read-only mounts that os.access misses."""
+    probe = folder / f".selfnet-probe-{os.getpid()}-{secrets.token_hex(3)}"
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError as exc:
+        raise OutputError(f"cannot write {label}: folder {folder} is not writable ({exc.strerror})") from None
+    _remove_quietly(probe)
+
+
+def check_output_dtype(path: str | Path, dtype: str) -> None:
+    """Refuse, before any long work, an output data type that the output format cannot hold."""
+    p = Path(path)
+    if p.name.lower().endswith(".zarr"):
+        if dtype not in _DTYPES:
+            raise OutputError(f"{p.name}: cannot write data type {dtype!r}: choose one of {', '.join(_DTYPES)}")
+        return
+    _check_output_dtype(p, _output_kind(p), dtype)
 
 
 @contextlib.contextmanager
@@ -735,7 +812,14 @@ def write_volume(
 
     ``.tif``/``.tiff`` gives an ImageJ hyperstack, ``.ome.tif`` an OME-TIFF and ``.npy`` an array
     plus a ``<file>.json`` sidecar, so that the spacing survives a round trip through read_volume.
+    ``.zarr``/``.ome.zarr`` gives an OME-Zarr image (NGFF 0.4) written by :mod:`selfnet.ngff`.
     """
+    # --- OME-Zarr (selfnet.ngff) ---
+    if Path(path).name.lower().endswith(".zarr"):
+        from selfnet.ngff import write_ngff
+
+        return write_ngff(path, data, spacing, dtype=dtype, overwrite=overwrite, metadata=metadata)
+    # ---
     final = check_output_path(path, overwrite=overwrite)
     kind = _output_kind(final)
     _check_output_dtype(final, kind, dtype)

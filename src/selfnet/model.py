@@ -8,8 +8,6 @@ training config, the z/xy ratio, voxel sizes, normalisation, package version and
 from __future__ import annotations
 
 import json
-import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,7 +91,7 @@ class Model:
             raise ModelError(f"model file not found: {path}")
         try:
             raw = torch.load(path, map_location="cpu", weights_only=True)
-        except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure to unpickle a foreign file is a bad model file
             raise ModelError(f"{path} is not a readable selfnet model ({type(exc).__name__})") from None
         return cls.from_dict(raw, source=str(path))
 

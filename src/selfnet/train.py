@@ -13,11 +13,13 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from selfnet.checkpoint import DEFAULT_EVERY_S, TrainSession, fingerprint
 from selfnet.config import TrainConfig
 from selfnet.errors import InputError
 from selfnet.estimate import NoiseModel, estimate_axial_blur, estimate_noise, noise_retention
@@ -207,14 +209,19 @@ def _adam(params: Any, lr: float, cfg: TrainConfig) -> torch.optim.Adam:
 
 
 def run_stage1(nets: Nets, stream: Iterator[Batch], cfg: TrainConfig, clock: StageClock,
-               on_step: ProgressFn | None) -> dict[str, Any]:
-    """CycleGAN degradation learning: G_A XY_lr -> axial, G_B axial -> XY_lr."""
+               on_step: ProgressFn | None, session: TrainSession | None = None) -> dict[str, Any]:
+    """CycleGAN degradation learning: G_A XY_lr -> axial, G_B axial -> XY_lr.
+
+    ``session`` (optional) resumes, checkpoints and guards the loop against NaN/Inf losses.
+    """
     g_opt = _adam(list(nets.g_a.parameters()) + list(nets.g_b.parameters()), cfg.lr_gan, cfg)
     d_opt = _adam(list(nets.d_a.parameters()) + list(nets.d_b.parameters()), cfg.lr_gan, cfg)
     history: list[dict[str, float]] = []
     step = 0
+    if session is not None:
+        step, history, clock.start = session.enter("stage1", {"g": g_opt, "d": d_opt}, clock.start)
     while not clock.done(step):
-        _set_lr([g_opt, d_opt], cosine_lr(cfg.lr_gan, clock.progress(step)))
+        _set_lr([g_opt, d_opt], cosine_lr(cfg.lr_gan, clock.progress(step)) * _lr_scale(session))
         b = next(stream)
         mean_a, residual = nets.g_a.mean_and_residual(b.xy_lr)
         fake_axial = mean_a + nets.g_a.noise_std(mean_a.detach()) * b.eps
@@ -232,23 +239,31 @@ def run_stage1(nets: Nets, stream: Iterator[Batch], cfg: TrainConfig, clock: Sta
         d_opt.step()
         step += 1
         losses = {"adv": adv.item(), "cycle": cycle.item(), "disc": d_loss.item()}
+        if session is not None and (back := session.check(step, losses, history)) is not None:
+            step = back
+            continue
         _record(history, step, losses)
         if on_step:
             on_step("stage 1 (CycleGAN)", step, clock.steps, losses)
+        if session is not None:
+            session.tick(step, history)
     return {"steps": step, "history": history}
 
 
 def run_stage2(nets: Nets, stream: Iterator[Batch], cfg: TrainConfig, clock: StageClock,
-               on_step: ProgressFn | None, use_cyclegan: bool = True) -> dict[str, Any]:
+               on_step: ProgressFn | None, use_cyclegan: bool = True,
+               session: TrainSession | None = None) -> dict[str, Any]:
     """Deblurring on (G_A(XY_lr), XY) with the feedback loss into G_A after ``feedback_start``."""
     opt = _adam(nets.deblur.parameters(), cfg.lr, cfg)
     ga_opt = _adam(nets.g_a.parameters(), cfg.lr_gan * 0.5, cfg)
     da_opt = _adam(nets.d_a.parameters(), cfg.lr_gan * 0.5, cfg)
     history: list[dict[str, float]] = []
     step = 0
+    if session is not None:
+        step, history, clock.start = session.enter("stage2", {"d": opt, "ga": ga_opt, "da": da_opt}, clock.start)
     while not clock.done(step):
         progress = clock.progress(step)
-        _set_lr([opt], cosine_lr(cfg.lr, progress))
+        _set_lr([opt], cosine_lr(cfg.lr, progress) * _lr_scale(session))
         b = next(stream)
         with torch.no_grad():
             degraded = nets.g_a(b.xy_lr, b.eps) if use_cyclegan else b.xy_lr
@@ -260,10 +275,20 @@ def run_stage2(nets: Nets, stream: Iterator[Batch], cfg: TrainConfig, clock: Sta
         if use_cyclegan and step % cfg.gan_update_every == 0 and progress >= cfg.feedback_start:
             losses.update(_feedback_step(nets, b, cfg, ga_opt, da_opt))
         step += 1
+        if session is not None and (back := session.check(step, losses, history)) is not None:
+            step = back
+            continue
         _record(history, step, losses)
         if on_step:
             on_step("stage 2 (deblur)", step, clock.steps, losses)
+        if session is not None:
+            session.tick(step, history)
     return {"steps": step, "history": history}
+
+
+def _lr_scale(session: TrainSession | None) -> float:
+    """Learning-rate factor left by divergence roll-backs (1 when training never diverged)."""
+    return 1.0 if session is None else session.lr_scale
 
 
 def _feedback_step(nets: Nets, b: Batch, cfg: TrainConfig, ga_opt: torch.optim.Optimizer,
@@ -302,14 +327,24 @@ def learned_sigma(g_a: DegradationGenerator) -> float:
 
 
 def train_model(volume: np.ndarray, spacing: tuple[float, float, float], cfg: TrainConfig,
-                device: torch.device, on_step: ProgressFn | None = None) -> Model:
-    """Train both stages on a ZYX volume with ``spacing=(dz, dy, dx)`` µm; returns a :class:`Model`."""
+                device: torch.device, on_step: ProgressFn | None = None, *,
+                checkpoint: str | Path | None = None, resume: bool = False,
+                checkpoint_every_s: float = DEFAULT_EVERY_S) -> Model:
+    """Train both stages on a ZYX volume with ``spacing=(dz, dy, dx)`` µm; returns a :class:`Model`.
+
+    With ``checkpoint``, the training state is saved there every ``checkpoint_every_s`` seconds,
+    at the end, and on SIGINT/SIGTERM (then :class:`~selfnet.checkpoint.TrainingInterrupted` is
+    raised); ``resume=True`` continues from that file to the same step and time budget. NaN/Inf
+    losses always roll training back to the last good state with a lower learning rate.
+    """
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     ratio = spacing[0] / spacing[2]
     normalizer = Normalizer.fit(volume, cfg.norm_percentiles, seed=cfg.seed)
+    key = fingerprint(volume, spacing, cfg.model_dump(mode="json"), (normalizer.low, normalizer.high))
+    session = TrainSession.open(checkpoint, key, resume=resume, every_s=checkpoint_every_s)
     data = prepare_data(normalizer(volume), ratio, cfg, device, rng)
     nets, init = build_nets(cfg, data, ratio, device)
     stream = batches(data, cfg.batch_size, gen)
@@ -318,18 +353,13 @@ def train_model(volume: np.ndarray, spacing: tuple[float, float, float], cfg: Tr
     s1_steps = max(1, round(total * cfg.stage1_fraction)) if cfg.use_cyclegan else 0
     budget = None if cfg.max_minutes is None else cfg.max_minutes * 60.0
     prep_s = time.perf_counter() - t0
-    stages: dict[str, Any] = {}
-    if s1_steps:
-        deadline = None if budget is None else t0 + budget * cfg.stage1_fraction
-        stages["stage1"] = _timed(run_stage1, nets, stream, cfg, StageClock(s1_steps, deadline), on_step)
-    deadline = None if budget is None else t0 + budget
-    stages["stage2"] = _timed(run_stage2, nets, stream, cfg, StageClock(total - s1_steps, deadline), on_step,
-                              use_cyclegan=cfg.use_cyclegan)
+    origin = session.bind(vars(nets), gen, t0)
+    stages = _run_stages(nets, stream, cfg, session, origin, budget, (s1_steps, total - s1_steps), on_step)
     summary = {
         "ratio": ratio,
         "patch_size": data.size,
         "prepare_s": round(prep_s, 2),
-        "train_s": round(time.perf_counter() - t0, 2),
+        "train_s": round(time.perf_counter() - origin, 2),
         "device": str(device),
         "torch": str(torch.__version__),
         "estimated_axial_sigma_px": round(data.sigma, 3),
@@ -338,6 +368,7 @@ def train_model(volume: np.ndarray, spacing: tuple[float, float, float], cfg: Tr
         "noise_read_var": data.noise.read_var,
         **{f"{name}_{k}": v for name, st in stages.items() for k, v in st.items() if k != "history"},
         "history": {name: st["history"] for name, st in stages.items()},
+        **_session_notes(session),
     }
     return Model(
         config=cfg, ratio=ratio, spacing=spacing, normalizer=normalizer,
@@ -345,6 +376,37 @@ def train_model(volume: np.ndarray, spacing: tuple[float, float, float], cfg: Tr
         generator_a_state={k: v.detach().cpu() for k, v in nets.g_a.state_dict().items()} if cfg.use_cyclegan else None,
         generator_a_init=init, summary=summary,
     )
+
+
+def _run_stages(nets: Nets, stream: Iterator[Batch], cfg: TrainConfig, session: TrainSession, origin: float,
+                budget: float | None, steps: tuple[int, int], on_step: ProgressFn | None) -> dict[str, Any]:
+    """Stage 1 (unless finished in a resumed run or disabled), then stage 2, under ``session``."""
+    s1_steps, s2_steps = steps
+    stages: dict[str, Any] = {}
+    with session.signals():
+        if s1_steps and "stage1" in session.completed:
+            stages["stage1"] = session.completed["stage1"]
+        elif s1_steps:
+            deadline = None if budget is None else origin + budget * cfg.stage1_fraction
+            stages["stage1"] = _timed(run_stage1, nets, stream, cfg, StageClock(s1_steps, deadline), on_step,
+                                      session=session)
+            session.complete("stage1", stages["stage1"], stages["stage1"]["steps"])
+        deadline = None if budget is None else origin + budget
+        stages["stage2"] = _timed(run_stage2, nets, stream, cfg, StageClock(s2_steps, deadline), on_step,
+                                  use_cyclegan=cfg.use_cyclegan, session=session)
+        session.complete("stage2", stages["stage2"], stages["stage2"]["steps"])
+    return stages
+
+
+def _session_notes(session: TrainSession) -> dict[str, Any]:
+    """Summary entries for a resumed or rolled-back run (none for a plain one)."""
+    notes: dict[str, Any] = {}
+    if session.resumed:
+        notes["resumed"] = True
+    if session.rollbacks:
+        notes["divergence_rollbacks"] = session.rollbacks
+        notes["final_lr_scale"] = session.lr_scale
+    return notes
 
 
 def paired_batches(inputs: torch.Tensor, targets: torch.Tensor, batch_size: int,
@@ -377,9 +439,8 @@ def _timed(fn: Callable[..., dict[str, Any]], nets: Nets, stream: Iterator[Batch
            clock: StageClock, on_step: ProgressFn | None, **kwargs: Any) -> dict[str, Any]:
     for net in vars(nets).values():
         net.train()
-    t = time.perf_counter()
     result = fn(nets, stream, cfg, clock, on_step, **kwargs)
-    seconds = time.perf_counter() - t
+    seconds = time.perf_counter() - clock.start  # a resumed stage's clock starts in the past
     result["seconds"] = round(seconds, 2)
     result["patches_per_s"] = round(result["steps"] * cfg.batch_size / max(seconds, 1e-9), 1)
     return result

@@ -1,0 +1,88 @@
+"""Speed benchmark: training patches/s per stage and `selfnet restore` throughput by volume size.
+
+    python benchmarks/speed.py [--device auto] [--sizes 48x128x128,48x256x256] [--published]
+
+Restore throughput counts the whole `selfnet restore` command (process start, reading, inference,
+writing) in Mvox/s of OUTPUT voxels, and also the in-process restore alone. Peak RSS is that of the
+restore subprocess. Prints markdown tables with the device and torch version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from selfnet.config import TrainConfig, make_config
+from selfnet.devices import resolve_device
+from selfnet.restore import restore_volume
+from selfnet.sampling import n_iso
+from selfnet.synthetic import make_phantom, save_phantom
+from selfnet.train import train_model
+
+
+def restore_command(raw_path: Path, model_path: Path, out_path: Path, device: str) -> tuple[float, float]:
+    """Wall time and peak RSS (MiB) of one `selfnet restore` subprocess."""
+    cmd = [sys.executable, "-m", "selfnet", "restore", str(raw_path), "--model", str(model_path), "-o",
+           str(out_path), "--device", device, "--overwrite", "--quiet"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        sys.exit(proc.stderr)
+    rss = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
+    return wall, rss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--sizes", default="48x128x128,48x256x256")
+    parser.add_argument("--published", action="store_true", help="also measure the paper's 64-channel nets")
+    parser.add_argument("--steps", type=int, default=60, help="steps per stage for the training throughput")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    print(f"# speed benchmark: device {device}, {os.cpu_count()} CPU cores ({platform.machine()}), "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    configs = {"selfnet default": make_config(epochs=2, steps_per_epoch=args.steps, seed=0, stage1_fraction=0.5)}
+    if args.published:
+        configs["published (64 ch)"] = TrainConfig.published(epochs=2, steps_per_epoch=args.steps, seed=0,
+                                                             stage1_fraction=0.5)
+    print("\n| config | stage 1 patches/s | stage 2 patches/s |\n|---|---|---|")
+    models = {}
+    for name, cfg in configs.items():
+        ph = make_phantom("neurites", (96, 160, 160), k=4.0, seed=0)
+        model = train_model(ph.raw, ph.spacing_raw, cfg, device)
+        models[name] = model
+        print(f"| {name} | {model.summary['stage1_patches_per_s']:.0f} | {model.summary['stage2_patches_per_s']:.0f} |",
+              flush=True)
+    print("\n| config | raw ZYX | output voxels | in-process restore s | Mvox/s | `selfnet restore` s | Mvox/s | peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in args.sizes.split(","):
+            z, y, x = (int(v) for v in size.split("x"))
+            ph = make_phantom("neurites", ((z - 1) * 4 + 1, y, x), k=4.0, seed=1)
+            raw_path = save_phantom(ph, Path(tmp) / size)["raw"]
+            n_out = n_iso(ph.raw.shape[0], 4.0) * y * x / 1e6
+            for name, model in models.items():
+                model_path = Path(tmp) / f"{name.split()[0]}.pt"
+                model.save(model_path, overwrite=True)
+                t0 = time.perf_counter()
+                restore_volume(ph.raw, ph.spacing_raw, model, device)
+                inproc = time.perf_counter() - t0
+                wall, rss = restore_command(raw_path, model_path, Path(tmp) / "out.tif", str(device))
+                print(f"| {name} | {'x'.join(map(str, ph.raw.shape))} | {n_out:.1f} M | {inproc:.1f} | "
+                      f"{n_out / inproc:.2f} | {wall:.1f} | {n_out / wall:.2f} | {rss:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
