@@ -51,11 +51,13 @@ class Case:
 
 
 QUICK = [
+    Case("neurites", 4.0, 3.0, 200, (96, 128, 128)),
+    Case("mix", 2.5, 2.5, 100, (80, 128, 128)),
+]
+FULL = [
     Case("neurites", 4.0, 3.0, 200, (128, 160, 160)),
     Case("nuclei", 3.0, 3.0, 200, (96, 160, 160)),
     Case("mix", 2.5, 2.5, 100, (96, 160, 160)),
-]
-FULL = QUICK + [
     Case("beads", 5.0, 4.0, 1000, (160, 160, 160)),
     Case("neurites", 4.0, 3.0, 1000, (128, 160, 160)),
     Case("mix", 4.0, 3.0, 300, (128, 160, 160)),
@@ -69,6 +71,7 @@ class Result:
     volume: np.ndarray
     train_s: float = 0.0
     restore_s: float = 0.0
+    steps: str = ""
 
 
 def timed(fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
@@ -113,12 +116,17 @@ def selfnet_method(ph: Phantom, cfg: TrainConfig, views: tuple[str, ...] = ("xz"
     model = train_model(ph.raw, ph.spacing_raw, cfg, DEVICE)
     train_s = time.perf_counter() - t0
     (vol, _), s = timed(lambda: restore_volume(ph.raw, ph.spacing_raw, model, DEVICE, views=views))
-    return Result(vol, train_s, s), model
+    return Result(vol, train_s, s, _steps(model.summary)), model
+
+
+def _steps(summary: dict) -> str:
+    """Steps each stage reached within the budget (the load on the machine shows here)."""
+    return "/".join(str(summary.get(f"stage{i}_steps", 0)) for i in (1, 2))
 
 
 def restore_with(ph: Phantom, model: Model, views: tuple[str, ...]) -> Result:
     (vol, _), s = timed(lambda: restore_volume(ph.raw, ph.spacing_raw, model, DEVICE, views=views))
-    return Result(vol, model.summary.get("train_s", 0.0), s)
+    return Result(vol, model.summary.get("train_s", 0.0), s, _steps(model.summary))
 
 
 def oracle(ph: Phantom, cfg: TrainConfig, pool: int = 2048) -> Result:
@@ -129,10 +137,10 @@ def oracle(ph: Phantom, cfg: TrainConfig, pool: int = 2048) -> Result:
     truth = norm(ph.gt_lateral[ph.iso_slice()] + background)
     inputs, targets = paired_axial_patches(iso, truth, pool, cfg.patch_size, np.random.default_rng(cfg.seed))
     t0 = time.perf_counter()
-    net, _ = train_supervised(inputs, targets, cfg, DEVICE)
+    net, info = train_supervised(inputs, targets, cfg, DEVICE)
     train_s = time.perf_counter() - t0
     vol, s = timed(lambda: norm.inverse(restore_normalized(iso, net, DEVICE)))
-    return Result(vol, train_s, s)
+    return Result(vol, train_s, s, f"0/{info['steps']}")
 
 
 def paired_axial_patches(a: np.ndarray, b: np.ndarray, count: int, size: int,
@@ -188,23 +196,24 @@ def save_case_figure(path: Path, ph: Phantom, results: list[tuple[str, Result]])
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 cases, short budgets (~10 min on 2 cores)")
+    parser.add_argument("--quick", action="store_true", help="2 small cases, 1-minute budgets (~12 min on 2 cores)")
     parser.add_argument("--minutes", type=float, default=None, help="training budget per trained method")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("bench_out/quality"))
     args = parser.parse_args()
-    minutes = args.minutes or (0.4 if args.quick else 2.0)
+    minutes = args.minutes or (1.0 if args.quick else 3.0)
     cases = QUICK if args.quick else FULL
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"# quality benchmark, {date.today()}, {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}),"
           f" device cpu, torch {torch.__version__}, budget {minutes:g} min per trained method")
-    print("\n| case | method | PSNR (dB) | SSIM | train s | restore s |\n|---|---|---|---|---|---|")
+    print("\n| case | method | PSNR (dB) | SSIM | train s | steps stage 1/2 | restore s |\n|---|---|---|---|---|---|---|")
     for case in cases:
         ph, results = run_case(case, minutes, args.seed, args.out)
         truth = ph.gt_lateral[ph.iso_slice()]
         for name, res in results:
             sc = score(res.volume, truth)
-            print(f"| {case.name} | {name} | {sc.psnr:.2f} | {sc.ssim:.3f} | {res.train_s:.0f} | {res.restore_s:.1f} |",
+            print(f"| {case.name} | {name} | {sc.psnr:.2f} | {sc.ssim:.3f} | {res.train_s:.0f} | {res.steps} | "
+                  f"{res.restore_s:.1f} |",
                   flush=True)
 
 

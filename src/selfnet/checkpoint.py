@@ -119,7 +119,7 @@ class InterruptFlag:
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
         self._previous.clear()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
