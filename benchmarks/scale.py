@@ -129,7 +129,8 @@ def run_one(work: Path, model: Path, shape: tuple[int, int, int], workers: int, 
 
 def table(runs: list[Run]) -> str:
     """Markdown table of the runs."""
-    rows = ["| input (ZYX, uint16) | output Mvox | workers | wall s | Mvox/s | peak RSS, all processes (GiB) | peak RSS, main (GiB) |",
+    rows = ["| input (ZYX, uint16) | output Mvox | workers | wall s | Mvox/s "
+            "| peak RSS, all processes (GiB) | peak RSS, main (GiB) |",
             "|---|---|---|---|---|---|---|"]
     for r in runs:
         who = "in-process" if r.workers == 0 else f"LocalCluster {r.workers}"

@@ -309,7 +309,9 @@ def _read_tiff(p: Path, label: str, *, lazy: bool = False) -> _Raw:
     return raw
 
 
-def _raw_from_tiff(tf: tifffile.TiffFile, p: Path, label: str, log: list[str], *, lazy: bool = False) -> _Raw:
+def _raw_from_tiff(
+    tf: tifffile.TiffFile, p: Path, label: str, log: list[str], *, lazy: bool = False
+) -> _Raw:
     """Build the raw reading of an open TiffFile (first series only)."""
     if not tf.series:
         raise InputError(f"cannot read {label}: the TIFF file holds no image")
@@ -396,7 +398,9 @@ def _declared_size(tf: tifffile.TiffFile) -> int | None:
     return None
 
 
-def _series_data(tf: tifffile.TiffFile, series: tifffile.TiffPageSeries, p: Path, *, lazy: bool = False) -> np.ndarray:
+def _series_data(
+    tf: tifffile.TiffFile, series: tifffile.TiffPageSeries, p: Path, *, lazy: bool = False
+) -> np.ndarray:
     """Memory-map contiguous uncompressed data, otherwise read it into memory.
 
     A memory map keeps the file's byte order (ImageJ writes big-endian), which NumPy handles
