@@ -50,9 +50,7 @@ def train(volume: np.ndarray | Volume, spacing: Spacing | None = None, *, config
     device : ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``
     """
     vol = as_volume(volume, spacing)
-    cfg = config.model_copy(update=options) if config else make_config(**options)
-    if config and options:
-        cfg = make_config(**cfg.model_dump())
+    cfg = make_config(**{**(config.model_dump() if config else {}), **options})
     with Bars(progress) as bars:
         return train_model(vol.data, vol.spacing, cfg, resolve_device(device), on_step=bars.train_step)
 
