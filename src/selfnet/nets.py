@@ -93,7 +93,7 @@ class DegradationGenerator(nn.Module):
 
     def mean(self, x: torch.Tensor) -> torch.Tensor:
         """Deterministic part of the degradation (used by cycle losses)."""
-        return self.blur(x) + self.cnn(x)
+        return self.mean_and_residual(x)[0]
 
     def mean_and_residual(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Deterministic output and the CNN's share of it (penalised to keep G_A near the physics)."""
