@@ -54,7 +54,7 @@ from selfnet.ngff import (
     remove_store,
     selfnet_attrs,
 )
-from selfnet.restore import VIEWS, check_ratio
+from selfnet.restore import VIEWS, batch_pixels_for, check_ratio, forward
 from selfnet.sampling import Normalizer, n_iso, resample_matrix
 
 __all__ = [
@@ -372,8 +372,8 @@ def _run_net(net: nn.Module, slices: np.ndarray, device: torch.device, rows: Win
         x = F.pad(x, (cb, ca, rb, ra), mode="reflect")
     if rows.extra or cols.extra:
         x = F.pad(x, (0, cols.extra, 0, rows.extra))
-    y = net(x)[:, 0, rows.keep, cols.keep]
-    return y.float().cpu().numpy()
+    y = forward(net, x)[:, 0, rows.keep, cols.keep]
+    return y.cpu().numpy()
 
 
 def _pass(out: np.ndarray, raw: np.ndarray, w: np.ndarray, normalizer: Normalizer, net: nn.Module,
@@ -394,10 +394,11 @@ def _pass(out: np.ndarray, raw: np.ndarray, w: np.ndarray, normalizer: Normalize
 
 def restore_block(data: Any, plan: BlockPlan, index: Sequence[int], net: nn.Module, device: torch.device,
                   normalizer: Normalizer, *, views: tuple[str, ...] = VIEWS,
-                  batch_pixels: int = 1 << 20) -> np.ndarray:
+                  batch_pixels: int | None = None) -> np.ndarray:
     """Restore one output block (float32, on the input's intensity scale) from the raw ``data``."""
     zr, yr, xr = plan.region(index)
     nz, ny, nx = plan.out_shape
+    batch_pixels = batch_pixels or batch_pixels_for(device)
     wz = axis_window(zr.start, zr.stop, nz, plan.halo, plan.multiple)
     wy = axis_window(yr.start, yr.stop, ny, plan.halo, plan.multiple)
     wx = axis_window(xr.start, xr.stop, nx, plan.halo, plan.multiple)

@@ -24,7 +24,7 @@ class ResBlock(nn.Module):
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.relu(self.conv1(x), inplace=True))
+        return self.conv2(F.relu(self.conv1(x), inplace=True)).add_(x)
 
 
 class ResNet2d(nn.Module):

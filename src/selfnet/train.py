@@ -201,6 +201,7 @@ def build_nets(cfg: TrainConfig, data: TrainingData, ratio: float, device: torch
     )
     for net in vars(nets).values():
         net.to(device)
+    nets.deblur.to(memory_format=torch.channels_last)  # ~10-20 % faster on CPU; no gain for the small nets
     return nets, init
 
 
@@ -423,7 +424,7 @@ def train_supervised(inputs: np.ndarray, targets: np.ndarray, cfg: TrainConfig, 
     """Train the deblurring net alone on given (N, P, P) pairs: the oracle baseline of the benchmarks."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    net = ResNet2d(cfg.deblur).to(device)
+    net = ResNet2d(cfg.deblur).to(device=device, memory_format=torch.channels_last)
     nets = Nets(g_a=DegradationGenerator(4), g_b=ResNet2d(cfg.generator_b), d_a=PatchDiscriminator(cfg.disc),
                 d_b=PatchDiscriminator(cfg.disc), deblur=net)
     stream = paired_batches(torch.from_numpy(inputs).unsqueeze(1).to(device),
