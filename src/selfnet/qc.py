@@ -6,14 +6,21 @@ sigmas ``(s_z, s_xy, s_xy)`` multiplies the spectrum of a statistically isotropi
 map over ``(k_z, k_l)``; on every shell ``|k| = rho`` the object's share is the same, so
 
 * the slope of ``log S`` against ``k_z^2`` within shells gives ``delta = s_z^2 - s_xy^2``
-  whatever the object looks like (fixed-effects regression over shells), and
+  whatever the object looks like (fixed-effects regression over shells, on cells at least five
+  noise floors up: near the floor, keeping only cells that fluctuated up flattens the slope), and
 * the shell profile, once the axial term is removed, is ``c - beta log rho - 4 pi^2 s_xy^2 rho^2``:
   a scale-free (power-law) object seen through the lateral PSF, which gives ``s_xy``.
 
 Both are corrected for the spectral smearing of the Hann window. Resolutions are reported as
 FWHM (``2.355 sigma``), never finer than the Nyquist limit (two voxels), and isotropy is
-lateral / axial (1.0 = isotropic). The data-consistency check blurs a restored volume along z
-with the axial degradation, samples it on the raw planes and compares it with the raw stack.
+lateral / axial (1.0 = isotropic).
+
+``s_xy`` is only as good as the power-law assumption: structures with their own smooth cross-section
+(e.g. tubes about as wide as the PSF) cannot be told apart from blur by any spectrum, so their
+lateral width, and isotropy, come out too high; ``delta`` is unaffected.
+
+The data-consistency check blurs a restored volume along z with the axial degradation, samples it
+on the raw planes and compares it with the raw stack.
 
 numpy and scipy only.
 """
@@ -55,7 +62,8 @@ __all__ = [
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 _TILE = 128  # Welch tile edge (voxels); bounds the cost on large volumes
 _MAX_TILES = 8
-_SNR = 2.0  # spectrum cells used: signal above this many noise floors
+_SNR = 2.0  # spectrum cells used for the lateral profile: signal above this many noise floors
+_SNR_AXIAL = 5.0  # ... and for the axial excess, whose k_z slope near-noise cells flatten (selection bias)
 _DYNAMIC_RANGE = 1e-7  # ... and above this fraction of the strongest cell (noise-free volumes)
 _MIN_SHELL_BINS = 2.5  # ignore the window's main lobe around k = 0
 _MAX_SMEAR_GAIN = 2.0  # window correction may at most double a sigma^2
@@ -219,15 +227,15 @@ class _Cells:
     dk: float
 
 
-def _usable_cells(spec: SpectrumMap, kz_max: float | None = None) -> _Cells:
-    """Cells with signal well above the noise floor, outside the window's main lobe, below ``kz_max``."""
+def _usable_cells(spec: SpectrumMap, kz_max: float | None = None, snr: float = _SNR) -> _Cells:
+    """Cells with signal ``snr`` noise floors above it, outside the window's main lobe, below ``kz_max``."""
     signal = spec.power - spec.noise[:, None]
     kl, kz = np.meshgrid(spec.kl, spec.kz)
     rho = np.hypot(kl, kz)
     dz, dy, dx = spec.spacing
     dkl = spec.kl[1] - spec.kl[0] if len(spec.kl) > 1 else 1.0
     dkz = 1.0 / (spec.tile[0] * dz)
-    floor = np.maximum(_SNR * spec.noise[:, None], max(_DYNAMIC_RANGE * float(signal.max()), 1e-30))
+    floor = np.maximum(snr * spec.noise[:, None], max(_DYNAMIC_RANGE * float(signal.max()), 1e-30))
     ok = (signal > floor) & (rho >= _MIN_SHELL_BINS * max(dkl, dkz)) & (kl <= 0.5 / max(dy, dx)) & (spec.counts > 0)
     if kz_max is not None:
         ok &= kz <= kz_max
@@ -323,7 +331,7 @@ def estimate_resolution(volume: np.ndarray, spacing: tuple[float, float, float],
     spec = spectrum if spectrum is not None else spectrum_map(volume, spacing)
     cells = _usable_cells(spec, kz_max)
     notes = []
-    delta, ok_delta = _axial_excess(cells)
+    delta, ok_delta = _axial_excess(_usable_cells(spec, kz_max, _SNR_AXIAL))
     if not ok_delta:
         notes.append("too little signal along z for an axial estimate")
     rho, prof, weight = _shell_profile(cells, delta)

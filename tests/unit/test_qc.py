@@ -41,6 +41,19 @@ def test_isotropy_within_20_percent_of_truth(objects, kind, ratio):
     assert res.isotropy == pytest.approx(res.lateral_um / res.axial_um)
 
 
+@pytest.mark.xfail(strict=True, reason="open (issue 7): tube cross-sections as wide as the PSF read as lateral "
+                   "blur, so neurite isotropy comes out up to ~+50 % too high; see docs/BENCHMARKS.md")
+def test_neurite_isotropy_within_20_percent_of_truth():
+    errors = {}
+    for seed in (0, 1, 2):
+        obj = make_object("neurites", (64, 64, 64), seed=seed)
+        for sigma in (SIGMA, 1.0):
+            for ratio in (1.0, 2.0, 4.0):
+                ph = acquire(obj, k=1.0, axial_ratio=ratio, sigma_lateral_px=sigma, seed=seed, dx_um=0.25)
+                errors[seed, sigma, ratio] = estimate_resolution(ph.raw, ph.spacing_raw).isotropy * ratio - 1.0
+    assert max(abs(e) for e in errors.values()) < 0.2, errors
+
+
 def test_raw_anisotropic_stack_gives_psf_fwhm_in_um():
     ph = make_phantom("nuclei", (64, 64, 64), k=4.0, axial_ratio=3.0, sigma_lateral_px=SIGMA, seed=2, dx_um=0.2)
     res = estimate_resolution(ph.raw, ph.spacing_raw)
