@@ -178,9 +178,60 @@ def run_case(case: Case, minutes: float, seed: int, out: Path) -> tuple[Phantom,
         ("ablation: XZ only", restore_with(ph, model, ("xz",))),
         ("ablation: no CycleGAN", selfnet_method(ph, make_config(max_minutes=minutes, seed=seed, use_cyclegan=False))[0]),
         ("ablation: no feedback", selfnet_method(ph, make_config(max_minutes=minutes, seed=seed, feedback_weight=0.0))[0]),
+        ("ablation: no recorrupted pairs", selfnet_method(ph, make_config(max_minutes=minutes, seed=seed, recorrupt=0.0))[0]),
     ]
     save_case_figure(out / f"{case.kind}_k{case.k:g}_ph{case.photons:g}.png", ph, results)
     return ph, results
+
+
+def bead_centers(ph: Phantom, min_brightness: float = 0.5, spacing: int = 12) -> np.ndarray:
+    """(N, 3) iso-grid positions of bright beads with no other bead within ``spacing`` voxels."""
+    gt = ph.gt[ph.iso_slice()]
+    pos = np.argwhere(gt > min_brightness * gt.max())
+    inside = np.all((pos >= spacing) & (pos < np.asarray(gt.shape) - spacing), axis=1)
+    every = np.argwhere(gt > 0)
+    keep = [p for p in pos[inside] if (np.abs(every - p).max(axis=1) < spacing).sum() == 1]
+    return np.asarray(keep, dtype=int).reshape(-1, 3)
+
+
+def fwhm_1d(profile: np.ndarray) -> float:
+    """Full width at half maximum (px) of a peak at the centre of ``profile``, above its minimum."""
+    c = len(profile) // 2
+    c = c - 2 + int(np.argmax(profile[c - 2 : c + 3]))
+    base = float(profile.min())
+    half = base + 0.5 * (float(profile[c]) - base)
+    left, right = c, c
+    while left > 0 and profile[left - 1] > half:
+        left -= 1
+    while right < len(profile) - 1 and profile[right + 1] > half:
+        right += 1
+    if left == 0 or right == len(profile) - 1:
+        return float("nan")
+    lo = left - 1 + (half - profile[left - 1]) / (profile[left] - profile[left - 1])
+    hi = right + (profile[right] - half) / (profile[right] - profile[right + 1])
+    return float(hi - lo)
+
+
+def bead_fwhm(volume: np.ndarray, centers: np.ndarray, axis: int, half_width: int = 11) -> float:
+    """Median FWHM (px) along ``axis`` (0 = z, 2 = x) through the given bead centres."""
+    widths = []
+    for z, y, x in centers:
+        index: list[int | slice] = [z, y, x]
+        index[axis] = slice(int(index[axis]) - half_width, int(index[axis]) + half_width + 1)
+        widths.append(fwhm_1d(np.asarray(volume[tuple(index)], dtype=np.float64)))
+    return float(np.nanmedian(widths)) if widths else float("nan")
+
+
+def print_bead_table(ph: Phantom, results: list[tuple[str, Result]]) -> None:
+    """Axial vs lateral FWHM on isolated beads for every method (the resolution figure)."""
+    centers = bead_centers(ph)
+    truth = ph.gt_lateral[ph.iso_slice()]
+    print(f"\nBead FWHM, median over {len(centers)} isolated beads ({ph.params['kind']}, k={ph.k:g}); "
+          "isotropic = axial/lateral 1.0; voxels are the lateral pixel size.\n")
+    print("| method | lateral FWHM px | axial FWHM px | axial / lateral |\n|---|---|---|---|")
+    for name, vol in [("ground truth (lateral PSF)", truth)] + [(n, r.volume) for n, r in results]:
+        lat, ax = bead_fwhm(vol, centers, 2), bead_fwhm(vol, centers, 0)
+        print(f"| {name} | {lat:.2f} | {ax:.2f} | {ax / lat:.2f} |", flush=True)
 
 
 def save_case_figure(path: Path, ph: Phantom, results: list[tuple[str, Result]]) -> None:
@@ -199,10 +250,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 small cases, 1-minute budgets (~12 min on 2 cores)")
     parser.add_argument("--minutes", type=float, default=None, help="training budget per trained method")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cases", default=None, help="comma-separated case numbers (1-based) to run, e.g. 1,2,3")
     parser.add_argument("--out", type=Path, default=Path("bench_out/quality"))
     args = parser.parse_args()
     minutes = args.minutes or (1.0 if args.quick else 3.0)
     cases = QUICK if args.quick else FULL
+    if args.cases:
+        cases = [cases[int(i) - 1] for i in args.cases.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"# quality benchmark, {date.today()}, {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}),"
           f" device cpu, torch {torch.__version__}, budget {minutes:g} min per trained method")
@@ -215,6 +269,8 @@ def main() -> None:
             print(f"| {case.name} | {name} | {sc.psnr:.2f} | {sc.ssim:.3f} | {res.train_s:.0f} | {res.steps} | "
                   f"{res.restore_s:.1f} |",
                   flush=True)
+        if case.kind == "beads":
+            print_bead_table(ph, results)
 
 
 if __name__ == "__main__":

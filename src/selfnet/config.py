@@ -70,6 +70,9 @@ class TrainConfig(BaseModel):
     feedback_start: float = Field(0.2, ge=0, le=1, description="fraction of stage 2 before feedback")
     ssim_weight: float = Field(0.1, ge=0)
     gan_update_every: int = Field(2, ge=1, description="stage 2: update G_A every n steps")
+    recorrupt: float = Field(1.0, ge=0, le=2, description=(
+        "stage 2: split the XY noise between input and target (Recorrupted-to-Recorrupted, alpha; "
+        "0 = off) so that D also learns to denoise"))
     use_cyclegan: bool = True
     seed: int = Field(0, ge=0, le=2**32 - 1)
 
@@ -92,6 +95,7 @@ class TrainConfig(BaseModel):
             disc=DiscConfig(channels=64, layers=3),
             lr=1e-4,
             lr_gan=1e-4,
+            recorrupt=0.0,
         )
         base.update(overrides)
         return cls(**base)

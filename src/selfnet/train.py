@@ -106,6 +106,9 @@ class Batch:
     xy_lr: torch.Tensor
     eps: torch.Tensor
     axial: torch.Tensor
+    target: torch.Tensor | None = None   # stage-2 target with the noise share ``-z/alpha``
+    lr_noisy: torch.Tensor | None = None  # XY_lr made from ``xy + alpha z``
+    alpha: float = 0.0
 
 
 def _dihedral(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -124,8 +127,26 @@ def _flips(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return torch.where(masks[1], x.flip(-2), x)
 
 
-def batches(data: TrainingData, batch_size: int, gen: torch.Generator) -> Iterator[Batch]:
-    """Endless stream of augmented batches, degraded on the fly with a random sampling phase."""
+def recorrupt_alpha(requested: float, retention: float) -> float:
+    """Largest alpha <= ``requested`` whose extra input noise G_A can still take out of its own share.
+
+    G_A adds noise of variance (1 - retention) (relative to real axial noise); recorruption adds
+    alpha^2 * retention to XY_lr, so alpha^2 must stay below (1 - retention) / retention. Off (0)
+    when that leaves less than alpha 0.3 (little extra z blur: the target would get too noisy).
+    """
+    if requested <= 0 or retention >= 1:
+        return 0.0
+    alpha = min(requested, math.sqrt(0.8 * (1 - retention) / max(retention, 1e-6)))
+    return alpha if alpha >= 0.3 else 0.0
+
+
+def batches(data: TrainingData, batch_size: int, gen: torch.Generator, alpha: float = 0.0) -> Iterator[Batch]:
+    """Endless stream of augmented batches, degraded on the fly with a random sampling phase.
+
+    With ``alpha > 0`` each batch also carries a recorrupted pair (Pang et al., CVPR 2021): Gaussian
+    noise z with the stack's Poisson-Gaussian variance goes into the input as ``+alpha z`` and into
+    the target as ``-z/alpha``, which makes input and target noise independent.
+    """
     dev = data.xy.device
     m, p = data.margin, data.size
     full = p + 2 * m
@@ -135,12 +156,20 @@ def batches(data: TrainingData, batch_size: int, gen: torch.Generator) -> Iterat
         phase = torch.randint(0, N_PHASES, (batch_size,), generator=gen, device=dev)
         xy_full = _dihedral(data.xy[i], gen)
         white = torch.randn(batch_size, 1, full, p, generator=gen, device=dev)
-        yield Batch(
+        degrade = data.degrade[phase].unsqueeze(1)
+        b = Batch(
             xy=xy_full[..., m:-m, m:-m],
-            xy_lr=(data.degrade[phase].unsqueeze(1) @ xy_full[..., m:-m])[..., m:-m, :],
+            xy_lr=(degrade @ xy_full[..., m:-m])[..., m:-m, :],
             eps=(data.sampling[phase].unsqueeze(1) @ white)[..., m:-m, :],
             axial=_flips(data.axial[j], gen),
         )
+        if alpha > 0:
+            var = data.noise.gain * xy_full.clamp(min=0) + data.noise.read_var
+            z = torch.randn(xy_full.shape, generator=gen, device=dev) * var.sqrt()
+            b.target = (xy_full - z / alpha)[..., m:-m, m:-m]
+            b.lr_noisy = (degrade @ (xy_full + alpha * z)[..., m:-m])[..., m:-m, :]
+            b.alpha = alpha
+        yield b
 
 
 @dataclass
@@ -253,7 +282,7 @@ def run_stage1(nets: Nets, stream: Iterator[Batch], cfg: TrainConfig, clock: Sta
 
 def run_stage2(nets: Nets, stream: Iterator[Batch], cfg: TrainConfig, clock: StageClock,
                on_step: ProgressFn | None, use_cyclegan: bool = True,
-               session: TrainSession | None = None) -> dict[str, Any]:
+               session: TrainSession | None = None, retention: float = 1.0) -> dict[str, Any]:
     """Deblurring on (G_A(XY_lr), XY) with the feedback loss into G_A after ``feedback_start``."""
     opt = _adam(nets.deblur.parameters(), cfg.lr, cfg)
     ga_opt = _adam(nets.g_a.parameters(), cfg.lr_gan * 0.5, cfg)
@@ -267,8 +296,8 @@ def run_stage2(nets: Nets, stream: Iterator[Batch], cfg: TrainConfig, clock: Sta
         _set_lr([opt], cosine_lr(cfg.lr, progress) * _lr_scale(session))
         b = next(stream)
         with torch.no_grad():
-            degraded = nets.g_a(b.xy_lr, b.eps) if use_cyclegan else b.xy_lr
-        loss = restoration_loss(nets.deblur(degraded), b.xy, cfg.ssim_weight)
+            degraded, target = _stage2_pair(nets.g_a, b, retention) if use_cyclegan else (b.xy_lr, b.xy)
+        loss = restoration_loss(nets.deblur(degraded), target, cfg.ssim_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -285,6 +314,15 @@ def run_stage2(nets: Nets, stream: Iterator[Batch], cfg: TrainConfig, clock: Sta
         if session is not None:
             session.tick(step, history)
     return {"steps": step, "history": history}
+
+
+def _stage2_pair(g_a: DegradationGenerator, b: Batch, retention: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(G_A output, target) for D; with a recorrupted batch G_A's noise shrinks by what XY_lr gained."""
+    if b.lr_noisy is None or b.target is None:
+        return g_a(b.xy_lr, b.eps), b.xy
+    scale2 = float(g_a.log_scale.exp()) ** 2
+    keep = math.sqrt(max(0.0, 1.0 - b.alpha**2 * retention / max(scale2, 1e-12)))
+    return g_a(b.lr_noisy, b.eps * keep), b.target
 
 
 def _lr_scale(session: TrainSession | None) -> float:
@@ -348,14 +386,16 @@ def train_model(volume: np.ndarray, spacing: tuple[float, float, float], cfg: Tr
     session = TrainSession.open(checkpoint, key, resume=resume, every_s=checkpoint_every_s)
     data = prepare_data(normalizer(volume), ratio, cfg, device, rng)
     nets, init = build_nets(cfg, data, ratio, device)
-    stream = batches(data, cfg.batch_size, gen)
+    alpha = recorrupt_alpha(cfg.recorrupt, data.retention) if cfg.use_cyclegan else 0.0
+    stream = batches(data, cfg.batch_size, gen, alpha)
     epochs = cfg.epochs or (BUDGET_ONLY_EPOCHS if cfg.max_minutes else DEFAULT_EPOCHS)
     total = epochs * cfg.steps_per_epoch
     s1_steps = max(1, round(total * cfg.stage1_fraction)) if cfg.use_cyclegan else 0
     budget = None if cfg.max_minutes is None else cfg.max_minutes * 60.0
     prep_s = time.perf_counter() - t0
     origin = session.bind(vars(nets), gen, t0)
-    stages = _run_stages(nets, stream, cfg, session, origin, budget, (s1_steps, total - s1_steps), on_step)
+    stages = _run_stages(nets, stream, cfg, session, origin, budget, (s1_steps, total - s1_steps), on_step,
+                         data.retention)
     summary = {
         "ratio": ratio,
         "patch_size": data.size,
@@ -367,6 +407,7 @@ def train_model(volume: np.ndarray, spacing: tuple[float, float, float], cfg: Tr
         "learned_axial_sigma_px": round(math.hypot(data.sigma, learned_sigma(nets.g_a)), 3),
         "noise_gain": data.noise.gain,
         "noise_read_var": data.noise.read_var,
+        "recorrupt_alpha": round(alpha, 3),
         **{f"{name}_{k}": v for name, st in stages.items() for k, v in st.items() if k != "history"},
         "history": {name: st["history"] for name, st in stages.items()},
         **_session_notes(session),
@@ -380,7 +421,8 @@ def train_model(volume: np.ndarray, spacing: tuple[float, float, float], cfg: Tr
 
 
 def _run_stages(nets: Nets, stream: Iterator[Batch], cfg: TrainConfig, session: TrainSession, origin: float,
-                budget: float | None, steps: tuple[int, int], on_step: ProgressFn | None) -> dict[str, Any]:
+                budget: float | None, steps: tuple[int, int], on_step: ProgressFn | None,
+                retention: float = 1.0) -> dict[str, Any]:
     """Stage 1 (unless finished in a resumed run or disabled), then stage 2, under ``session``."""
     s1_steps, s2_steps = steps
     stages: dict[str, Any] = {}
@@ -394,7 +436,7 @@ def _run_stages(nets: Nets, stream: Iterator[Batch], cfg: TrainConfig, session: 
             session.complete("stage1", stages["stage1"], stages["stage1"]["steps"])
         deadline = None if budget is None else origin + budget
         stages["stage2"] = _timed(run_stage2, nets, stream, cfg, StageClock(s2_steps, deadline), on_step,
-                                  use_cyclegan=cfg.use_cyclegan, session=session)
+                                  use_cyclegan=cfg.use_cyclegan, session=session, retention=retention)
         session.complete("stage2", stages["stage2"], stages["stage2"]["steps"])
     return stages
 
