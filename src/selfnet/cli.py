@@ -461,15 +461,21 @@ def _root(version: Annotated[bool, typer.Option("--version", help="Show the vers
         raise typer.Exit()
 
 
-def _terminate(signum: int, frame: object) -> None:
-    """SIGTERM behaves like Ctrl-C: partial outputs are removed, training saves a checkpoint."""
+def _interrupt(signum: int, frame: object) -> None:
+    """Ctrl-C and SIGTERM: say so, then unwind (partial outputs are removed; exit status 130).
+
+    Training installs its own handler meanwhile (checkpoint + resume hint). Typer turns the
+    KeyboardInterrupt into a silent exit 130, hence the message here.
+    """
+    typer.echo("selfnet: interrupted", err=True)
     raise KeyboardInterrupt
 
 
 def main() -> None:
     """Console entry point: user errors become one line on stderr and a non-zero exit code."""
     warnings.showwarning = _show_warning  # type: ignore[assignment]
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         app()
     except SelfnetError as err:

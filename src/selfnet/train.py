@@ -267,16 +267,8 @@ def run_stage1(nets: Nets, stream: Iterator[Batch], cfg: TrainConfig, clock: Sta
         d_opt.zero_grad(set_to_none=True)
         d_loss.backward()
         d_opt.step()
-        step += 1
         losses = {"adv": adv.item(), "cycle": cycle.item(), "disc": d_loss.item()}
-        if session is not None and (back := session.check(step, losses, history)) is not None:
-            step = back
-            continue
-        _record(history, step, losses)
-        if on_step:
-            on_step("stage 1 (CycleGAN)", step, clock.steps, losses)
-        if session is not None:
-            session.tick(step, history)
+        step = _bookkeep(step + 1, losses, history, session, on_step, "stage 1 (CycleGAN)", clock.steps)
     return {"steps": step, "history": history}
 
 
@@ -304,15 +296,7 @@ def run_stage2(nets: Nets, stream: Iterator[Batch], cfg: TrainConfig, clock: Sta
         losses = {"deblur": loss.item()}
         if use_cyclegan and step % cfg.gan_update_every == 0 and progress >= cfg.feedback_start:
             losses.update(_feedback_step(nets, b, cfg, ga_opt, da_opt))
-        step += 1
-        if session is not None and (back := session.check(step, losses, history)) is not None:
-            step = back
-            continue
-        _record(history, step, losses)
-        if on_step:
-            on_step("stage 2 (deblur)", step, clock.steps, losses)
-        if session is not None:
-            session.tick(step, history)
+        step = _bookkeep(step + 1, losses, history, session, on_step, "stage 2 (deblur)", clock.steps)
     return {"steps": step, "history": history}
 
 
@@ -323,6 +307,19 @@ def _stage2_pair(g_a: DegradationGenerator, b: Batch, retention: float) -> tuple
     scale2 = float(g_a.log_scale.exp()) ** 2
     keep = math.sqrt(max(0.0, 1.0 - b.alpha**2 * retention / max(scale2, 1e-12)))
     return g_a(b.lr_noisy, b.eps * keep), b.target
+
+
+def _bookkeep(step: int, losses: dict[str, float], history: list[dict[str, float]], session: TrainSession | None,
+              on_step: ProgressFn | None, label: str, total: int) -> int:
+    """Record a finished step; returns the step to go on from (an earlier one after a NaN roll-back)."""
+    if session is not None and (back := session.check(step, losses, history)) is not None:
+        return back
+    _record(history, step, losses)
+    if on_step:
+        on_step(label, step, total, losses)
+    if session is not None:
+        session.tick(step, history)
+    return step
 
 
 def _lr_scale(session: TrainSession | None) -> float:

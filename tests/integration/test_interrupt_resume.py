@@ -134,3 +134,39 @@ def test_same_input_seed_and_cpu_give_byte_identical_output(tiny_tif: Path, fast
                       "-q", "--no-report")
         assert res.returncode == 0, res.stderr
     assert outputs[0].read_bytes() == outputs[1].read_bytes()
+
+
+def test_ctrl_c_during_restore_says_so_and_leaves_nothing(tiny_phantom, fast_config: TrainConfig,
+                                                          tmp_path: Path) -> None:
+    import numpy as np
+
+    from selfnet.config import NetConfig
+    from selfnet.io import write_volume
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(fast_config.model_copy(update={"deblur": NetConfig(), "epochs": 1, "steps_per_epoch": 2}).to_yaml())
+    model = tmp_path / "model.pt"
+    assert run_cli("train", tiny_phantom_path := _save(tiny_phantom, tmp_path), "--config", cfg, "-o", model,
+                   "-q").returncode == 0, tiny_phantom_path
+    big = tmp_path / "big.tif"
+    write_volume(big, np.tile(tiny_phantom.raw, (4, 4, 4)).astype(np.uint16), tiny_phantom.spacing_raw,
+                 dtype="uint16")
+    out = tmp_path / "iso.tif"
+    proc = _start("restore", big, "--model", model, "-o", out)
+    lines = _Lines(proc)
+    lines.wait_for("ZYX")
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    stderr = lines.rest()
+    assert "Traceback" not in stderr and "selfnet: interrupted" in stderr, stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.tif", "cfg.yaml", "model.pt", "raw.tif"]
+
+
+def _save(phantom, folder: Path) -> Path:
+    from selfnet.synthetic import save_phantom
+
+    paths = save_phantom(phantom, folder)
+    for key in ("gt_lateral", "params"):
+        paths[key].unlink()
+    return paths["raw"]
