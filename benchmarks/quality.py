@@ -161,27 +161,37 @@ def paired_axial_patches(a: np.ndarray, b: np.ndarray, count: int, size: int,
     return pa.astype(np.float32), pb.astype(np.float32)
 
 
-def run_case(case: Case, minutes: float, seed: int, out: Path) -> tuple[Phantom, list[tuple[str, Result]]]:
-    """All methods on one phantom."""
+METHODS = ("linear", "cubic", "rl", "oracle", "published", "default", "no-cyclegan", "no-feedback", "no-r2r")
+
+
+def run_case(case: Case, minutes: float, seed: int, out: Path,
+             methods: tuple[str, ...] = METHODS) -> tuple[Phantom, list[tuple[str, Result]]]:
+    """The chosen methods (all by default; ``default`` brings its XZ-only ablation) on one phantom."""
     ph = make_phantom(case.kind, case.shape, k=case.k, axial_ratio=case.axial_ratio, photons=case.photons,
                       seed=seed)
-    ours = make_config(max_minutes=minutes, seed=seed)
-    results: list[tuple[str, Result]] = [
-        ("linear z-interpolation", interpolation(ph, "linear")),
-        ("cubic z-interpolation", interpolation(ph, "cubic")),
-        ("Richardson-Lucy (true PSF) + cubic", richardson_lucy_true_psf(ph)),
-        ("oracle: our D on true pairs", oracle(ph, ours)),
-    ]
-    default, model = selfnet_method(ph, ours)
-    results += [
-        ("published config (64 ch)", selfnet_method(ph, TrainConfig.published(max_minutes=minutes, seed=seed))[0]),
-        ("**selfnet (default)**", default),
-        ("ablation: XZ only", restore_with(ph, model, ("xz",))),
-        ("ablation: no CycleGAN", selfnet_method(ph, make_config(max_minutes=minutes, seed=seed, use_cyclegan=False))[0]),
-        ("ablation: no feedback", selfnet_method(ph, make_config(max_minutes=minutes, seed=seed, feedback_weight=0.0))[0]),
-        ("ablation: no recorrupted pairs", selfnet_method(ph, make_config(max_minutes=minutes, seed=seed, recorrupt=0.0))[0]),
-    ]
-    save_case_figure(out / f"{case.kind}_k{case.k:g}_ph{case.photons:g}.png", ph, results)
+
+    def ours(**changes: object) -> TrainConfig:
+        return make_config(max_minutes=minutes, seed=seed, **changes)
+
+    def default_and_xz() -> list[tuple[str, Result]]:
+        result, model = selfnet_method(ph, ours())
+        return [("**selfnet (default)**", result), ("ablation: XZ only", restore_with(ph, model, ("xz",)))]
+
+    runs: dict[str, Callable[[], list[tuple[str, Result]]]] = {
+        "linear": lambda: [("linear z-interpolation", interpolation(ph, "linear"))],
+        "cubic": lambda: [("cubic z-interpolation", interpolation(ph, "cubic"))],
+        "rl": lambda: [("Richardson-Lucy (true PSF) + cubic", richardson_lucy_true_psf(ph))],
+        "oracle": lambda: [("oracle: our D on true pairs", oracle(ph, ours()))],
+        "published": lambda: [("published config (64 ch)",
+                               selfnet_method(ph, TrainConfig.published(max_minutes=minutes, seed=seed))[0])],
+        "default": default_and_xz,
+        "no-cyclegan": lambda: [("ablation: no CycleGAN", selfnet_method(ph, ours(use_cyclegan=False))[0])],
+        "no-feedback": lambda: [("ablation: no feedback", selfnet_method(ph, ours(feedback_weight=0.0))[0])],
+        "no-r2r": lambda: [("ablation: no recorrupted pairs", selfnet_method(ph, ours(recorrupt=0.0))[0])],
+    }
+    results = [row for name in METHODS if name in methods for row in runs[name]()]
+    if set(methods) == set(METHODS):
+        save_case_figure(out / f"{case.kind}_k{case.k:g}_ph{case.photons:g}.png", ph, results)
     return ph, results
 
 
@@ -251,11 +261,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 small cases, 1-minute budgets (~12 min on 2 cores)")
     parser.add_argument("--minutes", type=float, default=None, help="training budget per trained method")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {', '.join(METHODS)}")
     parser.add_argument("--cases", default=None, help="comma-separated case numbers (1-based) to run, e.g. 1,2,3")
     parser.add_argument("--out", type=Path, default=Path("bench_out/quality"))
     args = parser.parse_args()
     minutes = args.minutes or (1.0 if args.quick else 3.0)
     cases = QUICK if args.quick else FULL
+    if unknown := set(args.methods.split(",")) - set(METHODS):
+        parser.error(f"unknown methods: {', '.join(sorted(unknown))}")
     if args.cases:
         cases = [cases[int(i) - 1] for i in args.cases.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -264,7 +277,7 @@ def main() -> None:
           f"torch {torch.__version__}, budget {minutes:g} min per trained method")
     print("\n| case | method | PSNR (dB) | SSIM | train s | steps stage 1/2 | restore s |\n|---|---|---|---|---|---|---|")
     for case in cases:
-        ph, results = run_case(case, minutes, args.seed, args.out)
+        ph, results = run_case(case, minutes, args.seed, args.out, tuple(args.methods.split(",")))
         truth = ph.gt_lateral[ph.iso_slice()]
         for name, res in results:
             sc = score(res.volume, truth)

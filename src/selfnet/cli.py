@@ -418,6 +418,7 @@ def qc(
     report: Annotated[Optional[Path], typer.Option("--report", help="Folder for an HTML report (created if missing).")] = None,
     compare: Annotated[Optional[Path], typer.Option("--compare", help="Isotropic restoration of INPUT: before/after and data consistency.")] = None,
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="With --compare: the model that restored it (learned degradation, training curves).")] = None,
+    lateral_fwhm: Annotated[Optional[float], typer.Option("--lateral-fwhm", help="Lateral resolution of the optics (FWHM, µm, e.g. 0.51 x wavelength / NA) if known: then only the axial blur is measured. Recommended for filament-like samples (neurites, microtubules).")] = None,
     lateral_um: LateralOpt = None, axial_um: AxialOpt = None, timepoint: TimeOpt = None, channel: ChannelOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -426,11 +427,13 @@ def qc(
 
     if model is not None and compare is None:
         raise ConfigError("--model needs --compare RESTORED (the volume that model restored)")
+    if lateral_fwhm is not None and not (math.isfinite(lateral_fwhm) and lateral_fwhm > 0):
+        raise ConfigError(f"--lateral-fwhm must be a positive number of µm, not {lateral_fwhm}")
     report_path = _qc_report_file(report, input, overwrite) if report is not None else None
     net = Model.load(model) if model is not None else None
     vol = _load_for_qc(input, lateral_um, axial_um, timepoint, channel)
     restored = _load_restored(compare, vol) if compare is not None else None
-    result = run_qc(vol, restored, net)
+    result = run_qc(vol, restored, net, lateral_fwhm_um=lateral_fwhm)
     if report_path is not None:
         write_report(report_path, result, overwrite=overwrite, title=f"selfnet QC: {input.name}")
         typer.echo(f"selfnet: wrote report {report_path}", err=True)

@@ -126,20 +126,20 @@ def _limit(volume: Volume, restored: Volume | None, max_voxels: int) -> tuple[Vo
 
 
 def run_qc(volume: Volume, restored: Volume | None = None, model: Model | None = None, *,
-           max_voxels: int = _MAX_QC_VOXELS) -> QCResult:
+           max_voxels: int = _MAX_QC_VOXELS, lateral_fwhm_um: float | None = None) -> QCResult:
     """Resolution of ``volume``; with ``restored``, before/after and data consistency too.
 
     Volumes whose isotropic version exceeds ``max_voxels`` are measured on a central lateral crop
-    (``QCResult.region`` says which).
+    (``QCResult.region`` says which). ``lateral_fwhm_um``: the optics' lateral resolution, if known.
     """
     t0 = time.perf_counter()
     volume, restored, region = _limit(volume, restored, max_voxels)
     if restored is None:
-        res = estimate_resolution(volume.data, volume.spacing)
+        res = estimate_resolution(volume.data, volume.spacing, lateral_fwhm_um=lateral_fwhm_um)
         return QCResult(volume, res, model=model, seconds=time.perf_counter() - t0, region=region)
     sigma, source = model_sigma_px(model)
     comp = compare(volume.data, volume.spacing, restored.data, restored.spacing, sigma_px=sigma,
-                   sigma_source=source, keep_fitted=True)
+                   sigma_source=source, keep_fitted=True, lateral_fwhm_um=lateral_fwhm_um)
     return QCResult(volume, comp.before, restored, comp, model, time.perf_counter() - t0, region)
 
 

@@ -146,7 +146,7 @@ def test_tiff_and_npy_outputs_through_partial_store(phantom_volume, model3, whol
     chunked.restore_to_file(phantom_volume, model3, tmp_path / "o.npy")
     assert _close(np.load(tmp_path / "o.npy"), whole) < 1e-5
     assert json.loads((tmp_path / "o.npy.json").read_text())["spacing"] == pytest.approx([0.2] * 3)
-    monkeypatch.setattr(chunked, "_BIGTIFF_BYTES", 0)
+    monkeypatch.setattr(chunked.export, "_BIGTIFF_BYTES", 0)
     for name in ("big.tif", "big.ome.tif"):
         chunked.restore_to_file(phantom_volume, model3, tmp_path / name)
         with tifffile.TiffFile(tmp_path / name) as tf:
@@ -176,7 +176,7 @@ def test_interrupted_tiff_output_resumes(phantom_volume, model3, whole, tmp_path
 def test_normalizer_sample_and_training_subset(phantom_volume, monkeypatch):
     exact = Normalizer.fit(phantom_volume.data, (0.1, 99.99))
     assert chunked.fit_normalizer(phantom_volume.data, (0.1, 99.99)) == exact
-    monkeypatch.setattr(chunked, "EXACT_NORMALIZER_VOXELS", 1000)
+    monkeypatch.setattr(chunked.sample, "EXACT_NORMALIZER_VOXELS", 1000)
     approx = chunked.fit_normalizer(phantom_volume.data, (0.1, 99.99), max_samples=60_000)
     assert approx.low == pytest.approx(exact.low, rel=0.05) and approx.high == pytest.approx(exact.high, rel=0.2)
     data = phantom_volume.data
@@ -264,8 +264,9 @@ def test_cli_run_large_input_trains_on_subset_and_resumes(tiny_tif, fast_config_
 
     from selfnet.cli import app
 
-    monkeypatch.setattr(chunked, "TRAIN_MAX_ISO_VOXELS", 40_000)
-    monkeypatch.setattr(chunked, "AUTO_CHUNK_VOXELS", 100_000)
+    for module in (chunked, chunked.sample):  # cli reads the package's name, sample.py its own
+        monkeypatch.setattr(module, "TRAIN_MAX_ISO_VOXELS", 40_000)
+    monkeypatch.setattr(chunked.plan, "AUTO_CHUNK_VOXELS", 100_000)
     runner = CliRunner()
     out = tmp_path / "iso.tif"
     result = runner.invoke(app, ["run", str(tiny_tif), "-o", str(out), "--config", str(fast_config_file), "--quiet"])

@@ -70,6 +70,12 @@ def test_qc_json_is_the_last_stdout_line(pair):
     assert result["axial_um"] == pytest.approx(3 * lateral, rel=0.25)
     assert result["isotropy"] == pytest.approx(1 / 3, rel=0.25)
     assert "isotropy" in proc.stderr  # the human summary moves to stderr under --json
+    given = run_cli("qc", raw, "--json", "--lateral-fwhm", f"{lateral:.4f}")
+    assert given.returncode == 0, given.stderr
+    assert _last_json(given.stdout)["lateral_um"] == pytest.approx(lateral, rel=1e-3)
+    assert _last_json(given.stdout)["isotropy"] == pytest.approx(1 / 3, rel=0.25)
+    bad = run_cli("qc", raw, "--lateral-fwhm", "-1")
+    assert bad.returncode == 2 and "--lateral-fwhm" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_qc_plain_output_is_human_readable(pair):

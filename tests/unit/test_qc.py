@@ -54,6 +54,19 @@ def test_neurite_isotropy_within_20_percent_of_truth():
     assert max(abs(e) for e in errors.values()) < 0.2, errors
 
 
+def test_known_lateral_resolution_measures_the_axial_blur_alone():
+    errors = {}
+    for seed in (0, 1, 2):
+        obj = make_object("neurites", (64, 64, 64), seed=seed)
+        for ratio in (2.0, 4.0):
+            ph = acquire(obj, k=1.0, axial_ratio=ratio, sigma_lateral_px=SIGMA, seed=seed, dx_um=0.25)
+            res = estimate_resolution(ph.raw, ph.spacing_raw, lateral_fwhm_um=FWHM_PER_SIGMA * SIGMA * 0.25)
+            assert res.lateral_um == pytest.approx(FWHM_PER_SIGMA * SIGMA * 0.25)
+            assert "lateral FWHM given" in res.note
+            errors[seed, ratio] = res.isotropy * ratio - 1.0
+    assert max(abs(e) for e in errors.values()) < 0.2, errors
+
+
 def test_raw_anisotropic_stack_gives_psf_fwhm_in_um():
     ph = make_phantom("nuclei", (64, 64, 64), k=4.0, axial_ratio=3.0, sigma_lateral_px=SIGMA, seed=2, dx_um=0.2)
     res = estimate_resolution(ph.raw, ph.spacing_raw)

@@ -1,0 +1,176 @@
+"""A whole chunked restore into an OME-Zarr store, in-process or on a Dask cluster.
+
+Blocks run in any order; the pyramid and ``multiscales`` metadata are written after the last
+block, so an interrupted store never looks like a finished OME-Zarr image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import resource
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from selfnet import __version__
+from selfnet.chunked.job import BlockJob, _worker_block, _write_block, model_fingerprint
+from selfnet.chunked.plan import BlockPlan, choose_halo, parse_block
+from selfnet.chunked.resume import PROGRESS_DIR, _open_or_create, done_blocks
+from selfnet.chunked.source import SourceSpec
+from selfnet.io import Volume
+from selfnet.model import Model
+from selfnet.ngff import DEFAULT_NGFF, add_pyramid, check_zarr_output, finalize_store
+from selfnet.restore import VIEWS, check_ratio
+
+ProgressFn = Callable[[int, int], None]
+
+
+def peak_rss() -> int:
+    """Peak resident memory of this process in bytes."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)
+
+
+@dataclass
+class ChunkedResult:
+    """What a chunked restore did."""
+
+    path: Path
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    blocks: int
+    blocks_run: int
+    seconds: float
+    levels: int
+    peak_rss: int
+    worker_peak_rss: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mvox_per_s(self) -> float:
+        """Output voxels per second of wall time, in millions."""
+        return math.prod(self.shape) / 1e6 / max(self.seconds, 1e-9)
+
+
+def restore_chunked(vol: Volume, model: Model, output: str | Path, *, block: Sequence[int] | None = None,
+                    device: str = "cpu", dtype: str = "float32", overwrite: bool = False, resume: bool = False,
+                    pyramid: bool = False, client: Any = None, ngff_version: str = DEFAULT_NGFF,
+                    views: tuple[str, ...] = VIEWS, force: bool = False, on_block: ProgressFn | None = None,
+                    metadata: dict[str, Any] | None = None, chunks: tuple[int, int, int] | None = None,
+                    halo: int | None = None) -> ChunkedResult:
+    """Restore ``vol`` block by block into the OME-Zarr store ``output``.
+
+    Parameters
+    ----------
+    vol : lazy or in-memory ZYX volume with its spacing (a file-backed Volume for ``client``)
+    model : trained model
+    output : ``.zarr``/``.ome.zarr`` store to create (or to finish, with ``resume``)
+    block : output block shape (z, y, x); multiples of 8
+    client : a ``dask.distributed.Client``: blocks run on its workers, which write to ``output``
+    on_block : ``on_block(done, total)`` after every block
+    """
+    from selfnet.devices import resolve_device
+
+    t0 = time.perf_counter()
+    ratio = vol.spacing[0] / vol.spacing[2]
+    check_ratio(model.ratio, ratio, force=force)
+    torch_device = resolve_device(device)
+    net = model.deblur_net(torch_device)
+    multiple = int(getattr(net, "multiple", 1))
+    raw_shape = tuple(int(n) for n in vol.data.shape)
+    plan = BlockPlan(raw_shape, float(ratio), parse_block(block, multiple),  # type: ignore[arg-type]
+                     halo or choose_halo(net), multiple)
+    spacing = (vol.spacing[2], vol.spacing[1], vol.spacing[2])
+    store = check_zarr_output(output, overwrite=overwrite, resume=resume)
+    fingerprint = model_fingerprint(model)
+    settings = {"plan": plan.to_dict(), "model": fingerprint, "dtype": dtype, "views": list(views),
+                "selfnet_version": __version__}
+    normalizer, done = _open_or_create(store, vol, model, plan, settings, resume, ngff_version, chunks, metadata)
+    if done is None:
+        return _already_complete(store, plan, spacing, t0)
+    job = BlockJob(str(store), plan, normalizer.low, normalizer.high, dtype, tuple(views), device, fingerprint)
+    todo = [i for i in plan.indices() if i not in done]
+    total, finished = len(plan.indices()), len(done)
+    if on_block:
+        on_block(finished, total)
+    worker_rss = None
+    if client is None:
+        for index in todo:
+            _write_block(job, vol.data, index, net, torch_device)
+            finished += 1
+            if on_block:
+                on_block(finished, total)
+    else:
+        _run_distributed(client, job, vol, model, todo, finished, total, on_block)
+        worker_rss = _worker_peak(client)
+    levels = _finish(store, spacing, pyramid, client)
+    return ChunkedResult(store, plan.out_shape, spacing, total, len(todo), time.perf_counter() - t0, levels,
+                         peak_rss(), worker_rss, {"halo": plan.halo, "block": plan.block})
+
+
+def _already_complete(store: Path, plan: BlockPlan, spacing: tuple[float, float, float], t0: float) -> ChunkedResult:
+    levels = len([k for k in os.listdir(store) if k.isdigit()])
+    return ChunkedResult(store, plan.out_shape, spacing, len(plan.indices()), 0, time.perf_counter() - t0,
+                         levels, peak_rss())
+
+
+def _run_distributed(client: Any, job: BlockJob, vol: Volume, model: Model, todo: list[tuple[int, ...]],
+                     finished: int, total: int, on_block: ProgressFn | None) -> None:
+    from distributed import as_completed
+
+    info = client.scheduler_info()
+    workers = info.get("workers", {})
+    cores = os.cpu_count() or 1
+    threads = max(1, cores // max(1, len(workers))) if _is_local(info) else None
+    job = dataclasses.replace(job, source=SourceSpec.from_volume(vol), threads=threads)
+    weights = client.scatter(model.to_dict(), broadcast=True, hash=False)
+    futures = client.map(_worker_block, todo, job=job, model=weights, pure=False)
+    try:
+        for fut in as_completed(futures):
+            fut.result()
+            finished += 1
+            if on_block:
+                on_block(finished, total)
+    except BaseException:
+        client.cancel(futures)
+        raise
+
+
+def _is_local(info: dict[str, Any]) -> bool:
+    address = str(info.get("address", ""))
+    return any(host in address for host in ("127.0.0.1", "localhost", "inproc://"))
+
+
+def _worker_peak(client: Any) -> int | None:
+    with contextlib.suppress(Exception):
+        return max(client.run(peak_rss).values())
+    return None
+
+
+def _cluster_runner(client: Any) -> Callable[[Callable[..., None], list[Any]], None] | None:
+    """``run(fn, items)`` that maps ``fn`` over ``items`` on the cluster and waits (None: in-process)."""
+    if client is None:
+        return None
+
+    def run(fn: Callable[..., None], items: list[Any]) -> None:
+        client.gather(client.map(fn, items, pure=False))
+
+    return run
+
+
+def _finish(store: Path, spacing: tuple[float, float, float], pyramid: bool, client: Any) -> int:
+    """Pyramid (optional), then metadata; the store counts as complete only after this."""
+    stats = done_blocks(store).values()
+    window = (min(s["min"] for s in stats), max(s["max"] for s in stats)) if stats else None
+    levels = add_pyramid(store, run=_cluster_runner(client)) if pyramid else 1
+    finalize_store(store, spacing, levels, window=window)
+    with contextlib.suppress(OSError):
+        shutil.rmtree(store / PROGRESS_DIR)
+    return levels

@@ -1,0 +1,70 @@
+"""Reading regions of a (lazy, memory-mapped, zarr or dask) input, and re-opening it on Dask workers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import mmap
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from selfnet.errors import ConfigError
+from selfnet.io import Volume
+
+
+def read_region(data: Any, region: tuple[slice, ...]) -> np.ndarray:
+    """A region of a numpy / memory-mapped / zarr / dask array as an in-memory numpy array.
+
+    Pages of a memory map are dropped afterwards so resident memory does not grow with the file.
+    """
+    part = data[region]
+    if hasattr(part, "compute"):
+        part = part.compute(scheduler="synchronous")
+    out = np.array(part, copy=True)
+    _drop_pages(data)
+    return out
+
+
+def _drop_pages(data: Any) -> None:
+    mapping = getattr(data, "_mmap", None)
+    if isinstance(mapping, mmap.mmap) and hasattr(mapping, "madvise"):
+        with contextlib.suppress(OSError, ValueError):
+            mapping.madvise(mmap.MADV_DONTNEED)
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """How a worker re-opens the input lazily: path plus the reading options."""
+
+    path: str
+    lateral_um: float
+    axial_um: float
+    timepoint: int | None = None
+    channel: int | None = None
+    level: int = 0
+
+    @classmethod
+    def from_volume(cls, vol: Volume) -> SourceSpec:
+        """The spec that re-reads ``vol`` (same selection, same voxel size)."""
+        if vol.path is None:
+            raise ConfigError("a distributed restore needs a volume read from a file (workers re-open it)")
+        sel = vol.metadata.get("selected", {}) or {}
+        return cls(str(Path(vol.path).resolve()), float(vol.spacing[2]), float(vol.spacing[0]),
+                   sel.get("T"), sel.get("C"), int(vol.metadata.get("level", 0) or 0))
+
+    def open(self) -> Any:
+        """The lazy ZYX data (cached per process)."""
+        key = json.dumps(asdict(self), sort_keys=True)
+        if key not in _OPEN_SOURCES:
+            from selfnet.io import read_volume
+
+            vol = read_volume(self.path, lateral_um=self.lateral_um, axial_um=self.axial_um,
+                              timepoint=self.timepoint, channel=self.channel, level=self.level, lazy=True)
+            _OPEN_SOURCES[key] = vol.data
+        return _OPEN_SOURCES[key]
+
+
+_OPEN_SOURCES: dict[str, Any] = {}
