@@ -477,8 +477,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def main() -> None:
     """Console entry point: user errors become one line on stderr and a non-zero exit code."""
     warnings.showwarning = _show_warning  # type: ignore[assignment]
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         app()
     except SelfnetError as err:
@@ -487,6 +486,9 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("selfnet: interrupted", err=True)
         sys.exit(130)
+    finally:  # callers that run main() in-process (tests, notebooks) get their handlers back
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":
