@@ -41,8 +41,8 @@ def test_isotropy_within_20_percent_of_truth(objects, kind, ratio):
     assert res.isotropy == pytest.approx(res.lateral_um / res.axial_um)
 
 
-@pytest.mark.xfail(strict=True, reason="open (issue 7): tube cross-sections as wide as the PSF read as lateral "
-                   "blur, so neurite isotropy comes out up to ~+50 % too high; see docs/BENCHMARKS.md")
+@pytest.mark.xfail(strict=True, reason="image-only limit: tube cross-sections as wide as the PSF read as lateral "
+                   "blur, so neurite isotropy comes out up to ~+50 % too high; give --lateral-fwhm (docs/BENCHMARKS.md)")
 def test_neurite_isotropy_within_20_percent_of_truth():
     errors = {}
     for seed in (0, 1, 2):
