@@ -61,6 +61,7 @@ ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupt
 PyramidOpt = Annotated[bool, typer.Option("--pyramid", help="Add 2x down-sampled levels to an OME-Zarr output, for viewers.")]
 LevelOpt = Annotated[int, typer.Option("--level", help="Multiscale level of an OME-Zarr input (0 = full resolution).")]
 NgffOpt = Annotated[str, typer.Option("--ngff", help="OME-Zarr output version: 0.4 (zarr v2) or 0.5 (zarr v3).")]
+LateralFwhmOpt = Annotated[Optional[float], typer.Option("--lateral-fwhm", help="Lateral resolution of the optics (FWHM, µm, e.g. 0.51 x wavelength / NA) if known: QC then measures only the axial blur. Recommended for filament-like samples (neurites, microtubules).")]
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
@@ -223,9 +224,10 @@ def run(
     chunked_: ChunkedOpt = False, block: BlockOpt = None, workers: WorkersOpt = None, scheduler: SchedulerOpt = None,
     resume: ResumeOpt = False, pyramid: PyramidOpt = False, level: LevelOpt = 0, ngff: NgffOpt = "0.4",
     no_report: Annotated[bool, typer.Option("--no-report", help="Do not write the HTML QC report OUTPUT.report.html.")] = False,
-    axes: AxesOpt = None,
+    axes: AxesOpt = None, lateral_fwhm: LateralFwhmOpt = None,
 ) -> None:
     """Learn from INPUT itself and write its isotropic restoration to OUTPUT (plus an HTML QC report)."""
+    _check_lateral_fwhm(lateral_fwhm)
     _check_volume_output(output, overwrite, resume, ngff)
     check_output_dtype(output, dtype)
     ckpt = _checkpoint_for(output, resume, overwrite)
@@ -258,10 +260,11 @@ def run(
     remove_checkpoint(ckpt)  # the output is complete: the training state is no longer needed
     if report_path is not None:  # QC report (selfnet.report), after the volume is safely written
         settings = {"output": output, "max minutes": max_minutes, "epochs": epochs, "device": resolve_device(device),
-                    "seed": seed, "output dtype": dtype, "config file": config}
+                    "seed": seed, "output dtype": dtype, "config file": config, "lateral FWHM given (µm)": lateral_fwhm}
         _write_run_report(vol, output, model, report_path, overwrite,
                           settings={k: v for k, v in settings.items() if v is not None},
-                          timings={"training": train_s, "restoration + writing": restore_s})
+                          timings={"training": train_s, "restoration + writing": restore_s},
+                          lateral_fwhm=lateral_fwhm)
 
 
 @app.command()
@@ -324,6 +327,12 @@ def restore(
 # --- QC: `selfnet qc` and the report written by `run` (selfnet.qc, selfnet.report) ----------------
 
 
+def _check_lateral_fwhm(value: float | None) -> None:
+    """--lateral-fwhm must be a positive, finite size in µm."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"--lateral-fwhm must be a positive number of µm, not {value}")
+
+
 def _check_report_path(output: Path, overwrite: bool) -> Path:
     """The report that `run` writes next to OUTPUT, checked before any long work."""
     from selfnet.report import default_report_path
@@ -332,12 +341,12 @@ def _check_report_path(output: Path, overwrite: bool) -> Path:
 
 
 def _write_run_report(vol: Volume, output: Path, model: Model, path: Path, overwrite: bool,
-                      settings: dict[str, object], timings: dict[str, float]) -> None:
+                      settings: dict[str, object], timings: dict[str, float], lateral_fwhm: float | None = None) -> None:
     """Measure raw vs restored (read back from OUTPUT) and write the HTML report."""
     from selfnet.report import run_qc, write_report
 
     restored = read_volume(output)
-    result = run_qc(vol, restored, model)
+    result = run_qc(vol, restored, model, lateral_fwhm_um=lateral_fwhm)
     write_report(path, result, overwrite=overwrite, title=f"selfnet report: {Path(str(vol.path)).name}",
                  settings=settings, timings=timings)
     comp = result.comparison
@@ -418,7 +427,7 @@ def qc(
     report: Annotated[Optional[Path], typer.Option("--report", help="Folder for an HTML report (created if missing).")] = None,
     compare: Annotated[Optional[Path], typer.Option("--compare", help="Isotropic restoration of INPUT: before/after and data consistency.")] = None,
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="With --compare: the model that restored it (learned degradation, training curves).")] = None,
-    lateral_fwhm: Annotated[Optional[float], typer.Option("--lateral-fwhm", help="Lateral resolution of the optics (FWHM, µm, e.g. 0.51 x wavelength / NA) if known: then only the axial blur is measured. Recommended for filament-like samples (neurites, microtubules).")] = None,
+    lateral_fwhm: LateralFwhmOpt = None,
     lateral_um: LateralOpt = None, axial_um: AxialOpt = None, timepoint: TimeOpt = None, channel: ChannelOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -427,8 +436,7 @@ def qc(
 
     if model is not None and compare is None:
         raise ConfigError("--model needs --compare RESTORED (the volume that model restored)")
-    if lateral_fwhm is not None and not (math.isfinite(lateral_fwhm) and lateral_fwhm > 0):
-        raise ConfigError(f"--lateral-fwhm must be a positive number of µm, not {lateral_fwhm}")
+    _check_lateral_fwhm(lateral_fwhm)
     report_path = _qc_report_file(report, input, overwrite) if report is not None else None
     net = Model.load(model) if model is not None else None
     vol = _load_for_qc(input, lateral_um, axial_um, timepoint, channel)

@@ -150,6 +150,17 @@ def test_run_writes_report_next_to_output(tiny_tif, fast_config_file, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+def test_run_passes_a_given_lateral_resolution_to_the_report(tiny_tif, fast_config_file, tmp_path):
+    out = tmp_path / "iso.tif"
+    bad = run_cli("run", tiny_tif, "-o", out, "--config", fast_config_file, "--quiet", "--lateral-fwhm", "0")
+    _assert_clean_error(bad, "--lateral-fwhm")
+    assert not out.exists()
+    proc = run_cli("run", tiny_tif, "-o", out, "--config", fast_config_file, "--quiet", "--lateral-fwhm", "0.47")
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "iso.report.html").read_text(encoding="utf-8")
+    assert "lateral FWHM given" in text
+
+
 def test_run_checks_report_path_before_training_and_no_report_skips_it(tiny_tif, fast_config_file, tmp_path):
     out = tmp_path / "iso.tif"
     report = tmp_path / "iso.report.html"
