@@ -1,6 +1,6 @@
 """Speed benchmark: training patches/s per stage and `selfnet restore` throughput by volume size.
 
-    python benchmarks/speed.py [--device auto] [--sizes 48x128x128,48x256x256] [--published]
+    python benchmarks/speed.py [--device auto] [--sizes 48x128x128,48x256x256] [--published] [--batch-sizes 8,32]
 
 Restore throughput counts the whole `selfnet restore` command (process start, reading, inference,
 writing) in Mvox/s of OUTPUT voxels, and also the in-process restore alone. Peak RSS is that of the
@@ -49,21 +49,28 @@ def main() -> None:
     parser.add_argument("--sizes", default="48x128x128,48x256x256")
     parser.add_argument("--published", action="store_true", help="also measure the paper's 64-channel nets")
     parser.add_argument("--steps", type=int, default=60, help="steps per stage for the training throughput")
+    parser.add_argument("--batch-sizes", default="8", help="training throughput at these batch sizes (default only)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     print(f"# speed benchmark: device {device}, {os.cpu_count()} CPU cores ({platform.machine()}), "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    configs = {"selfnet default": make_config(epochs=2, steps_per_epoch=args.steps, seed=0, stage1_fraction=0.5)}
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    configs = {"selfnet default": make_config(epochs=2, steps_per_epoch=args.steps, seed=0, stage1_fraction=0.5,
+                                              batch_size=batch_sizes[0])}
+    for bs in batch_sizes[1:]:
+        configs[f"selfnet default, batch {bs}"] = make_config(epochs=2, steps_per_epoch=args.steps, seed=0,
+                                                              stage1_fraction=0.5, batch_size=bs)
     if args.published:
         configs["published (64 ch)"] = TrainConfig.published(epochs=2, steps_per_epoch=args.steps, seed=0,
                                                              stage1_fraction=0.5)
-    print("\n| config | stage 1 patches/s | stage 2 patches/s |\n|---|---|---|")
+    print("\n| config | batch | stage 1 patches/s | stage 2 patches/s |\n|---|---|---|---|")
     models = {}
     for name, cfg in configs.items():
         ph = make_phantom("neurites", (96, 160, 160), k=4.0, seed=0)
         model = train_model(ph.raw, ph.spacing_raw, cfg, device)
-        models[name] = model
-        print(f"| {name} | {model.summary['stage1_patches_per_s']:.0f} | {model.summary['stage2_patches_per_s']:.0f} |",
+        if "batch" not in name:
+            models[name] = model
+        print(f"| {name} | {cfg.batch_size} | {model.summary['stage1_patches_per_s']:.0f} | {model.summary['stage2_patches_per_s']:.0f} |",
               flush=True)
     print("\n| config | raw ZYX | output voxels | in-process restore s | Mvox/s | `selfnet restore` s | Mvox/s | peak RSS MiB |")
     print("|---|---|---|---|---|---|---|---|")
