@@ -9,6 +9,8 @@ so an interrupted store never looks like a finished image to viewers or to :func
 
 from __future__ import annotations
 
+import functools
+import importlib
 import itertools
 import json
 import math
@@ -18,22 +20,41 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
 import tifffile
 
 from selfnet.errors import ConfigError, InputError, OutputError
 
 if TYPE_CHECKING:
-    from selfnet.io import Volume
-
-try:
+    import dask.array as da
     import zarr
 
-    if int(zarr.__version__.split(".")[0]) < 3:
-        zarr = None
-except ImportError:  # zarr 3 needs Python >= 3.11; TIFF and npy keep working without it
-    zarr = None
+    from selfnet.io import Volume
+
+
+class _LazyModule:
+    """A module imported on first attribute access: dask and zarr cost ~0.4 s of every CLI start."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self._name), attr)
+
+
+if not TYPE_CHECKING:
+    da = _LazyModule("dask.array")
+    zarr = _LazyModule("zarr")
+
+
+@functools.cache
+def have_zarr() -> bool:
+    """Whether zarr 3 is installed (it needs Python >= 3.11; TIFF and npy work without it)."""
+    try:
+        version = importlib.import_module("zarr").__version__
+    except ImportError:
+        return False
+    return int(version.split(".")[0]) >= 3
 
 __all__ = [
     "NGFF_VERSIONS",
@@ -83,7 +104,7 @@ def is_zarr_path(path: str | Path) -> bool:
 
 
 def _require_zarr() -> None:
-    if zarr is None:
+    if not have_zarr():
         raise ConfigError("OME-Zarr needs the zarr package (version 3, Python >= 3.11): pip install 'zarr>=3'")
 
 
@@ -329,7 +350,7 @@ def _option(value: float | None, flag: str) -> float | None:
 
 def lazy_tiff_series(path: str | Path) -> da.Array:
     """The first series of a TIFF as a lazy dask array that reads pages (or tiles) on demand."""
-    if zarr is None:
+    if not have_zarr():
         return tifffile.imread(str(path), series=0)  # no zarr: read eagerly
     store = tifffile.imread(str(path), aszarr=True, series=0, level=0)
     return da.from_zarr(zarr.open(store, mode="r"))
