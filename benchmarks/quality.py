@@ -1,6 +1,6 @@
 """Quality benchmark: selfnet vs baselines and ablations on phantoms with known ground truth.
 
-    python benchmarks/quality.py [--quick] [--minutes M] [--out bench_out/quality]
+    python benchmarks/quality.py [--quick] [--minutes M] [--seeds 0,1,2] [--out bench_out/quality]
 
 Every trained method gets the same wall-clock budget (``--minutes``) on the same volume. The score
 is PSNR / 3D SSIM against the ground truth seen through the lateral PSF (the best a self-supervised
@@ -261,6 +261,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 small cases, 1-minute budgets (~12 min on 2 cores)")
     parser.add_argument("--minutes", type=float, default=None, help="training budget per trained method")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default=None,
+                        help="comma-separated seeds (phantom and training); adds a mean ± sd table per case and method")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {', '.join(METHODS)}")
     parser.add_argument("--cases", default=None, help="comma-separated case numbers (1-based) to run, e.g. 1,2,3")
     parser.add_argument("--out", type=Path, default=Path("bench_out/quality"))
@@ -275,17 +277,32 @@ def main() -> None:
     print(f"# quality benchmark, {date.today()}, {len(os.sched_getaffinity(0))} of {os.cpu_count()} CPU cores "
           f"({platform.processor() or platform.machine()}), {torch.get_num_threads()} torch threads, device cpu, "
           f"torch {torch.__version__}, budget {minutes:g} min per trained method")
-    print("\n| case | method | PSNR (dB) | SSIM | train s | steps stage 1/2 | restore s |\n|---|---|---|---|---|---|---|")
+    seeds = [int(v) for v in args.seeds.split(",")] if args.seeds else [args.seed]
+    print("\n| case | seed | method | PSNR (dB) | SSIM | train s | steps stage 1/2 | restore s |\n"
+          "|---|---|---|---|---|---|---|---|")
+    scores: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for case in cases:
-        ph, results = run_case(case, minutes, args.seed, args.out, tuple(args.methods.split(",")))
-        truth = ph.gt_lateral[ph.iso_slice()]
-        for name, res in results:
-            sc = score(res.volume, truth)
-            print(f"| {case.name} | {name} | {sc.psnr:.2f} | {sc.ssim:.3f} | {res.train_s:.0f} | {res.steps} | "
-                  f"{res.restore_s:.1f} |",
-                  flush=True)
-        if case.kind == "beads":
-            print_bead_table(ph, results)
+        for seed in seeds:
+            ph, results = run_case(case, minutes, seed, args.out, tuple(args.methods.split(",")))
+            truth = ph.gt_lateral[ph.iso_slice()]
+            for name, res in results:
+                sc = score(res.volume, truth)
+                scores.setdefault((case.name, name), []).append((sc.psnr, sc.ssim))
+                print(f"| {case.name} | {seed} | {name} | {sc.psnr:.2f} | {sc.ssim:.3f} | {res.train_s:.0f} | "
+                      f"{res.steps} | {res.restore_s:.1f} |", flush=True)
+            if case.kind == "beads":
+                print_bead_table(ph, results)
+    if len(seeds) > 1:
+        print_seed_summary(scores, len(seeds))
+
+
+def print_seed_summary(scores: dict[tuple[str, str], list[tuple[float, float]]], n: int) -> None:
+    """Mean ± standard deviation over seeds, per case and method."""
+    print(f"\nOver {n} seeds (mean ± sd):\n\n| case | method | PSNR (dB) | SSIM |\n|---|---|---|---|")
+    for (case, method), values in scores.items():
+        psnr, ssim = np.array(values).T
+        print(f"| {case} | {method} | {psnr.mean():.2f} ± {psnr.std(ddof=1):.2f} | "
+              f"{ssim.mean():.3f} ± {ssim.std(ddof=1):.3f} |")
 
 
 if __name__ == "__main__":
