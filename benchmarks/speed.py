@@ -55,20 +55,18 @@ def main() -> None:
     print(f"# speed benchmark: device {device}, {os.cpu_count()} CPU cores ({platform.machine()}), "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
-    configs = {"selfnet default": make_config(epochs=2, steps_per_epoch=args.steps, seed=0, stage1_fraction=0.5,
-                                              batch_size=batch_sizes[0])}
-    for bs in batch_sizes[1:]:
-        configs[f"selfnet default, batch {bs}"] = make_config(epochs=2, steps_per_epoch=args.steps, seed=0,
-                                                              stage1_fraction=0.5, batch_size=bs)
+    run = dict(epochs=2, steps_per_epoch=args.steps, seed=0, stage1_fraction=0.5)
+    configs = {"selfnet default": make_config(**run, batch_size=batch_sizes[0])}
+    throughput_only = {f"selfnet default, batch {bs}": bs for bs in batch_sizes[1:]}  # trained, not restored
+    configs.update({name: make_config(**run, batch_size=bs) for name, bs in throughput_only.items()})
     if args.published:
-        configs["published (64 ch)"] = TrainConfig.published(epochs=2, steps_per_epoch=args.steps, seed=0,
-                                                             stage1_fraction=0.5)
+        configs["published (64 ch)"] = TrainConfig.published(**run)
     print("\n| config | batch | stage 1 patches/s | stage 2 patches/s |\n|---|---|---|---|")
     models = {}
     for name, cfg in configs.items():
         ph = make_phantom("neurites", (96, 160, 160), k=4.0, seed=0)
         model = train_model(ph.raw, ph.spacing_raw, cfg, device)
-        if "batch" not in name:
+        if name not in throughput_only:
             models[name] = model
         print(f"| {name} | {cfg.batch_size} | {model.summary['stage1_patches_per_s']:.0f} | {model.summary['stage2_patches_per_s']:.0f} |",
               flush=True)
