@@ -25,8 +25,8 @@ import tifffile
 import torch
 
 from selfnet.config import NetConfig, make_config
-from selfnet.synthetic import make_phantom
-from selfnet.train import train_model
+from selfnet.phantoms.synthetic import make_phantom
+from selfnet.training.loop import train_model
 
 DZ, DX = 0.8, 0.2
 RNG = np.random.default_rng(0)

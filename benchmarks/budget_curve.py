@@ -24,10 +24,10 @@ import torch  # noqa: E402
 
 from selfnet.config import TrainConfig, make_config  # noqa: E402
 from selfnet.devices import resolve_device  # noqa: E402
-from selfnet.metrics import score  # noqa: E402
-from selfnet.restore import interpolate_volume, restore_volume  # noqa: E402
-from selfnet.synthetic import make_phantom  # noqa: E402
-from selfnet.train import train_model  # noqa: E402
+from selfnet.inference.restore import interpolate_volume, restore_volume  # noqa: E402
+from selfnet.phantoms.metrics import score  # noqa: E402
+from selfnet.phantoms.synthetic import make_phantom  # noqa: E402
+from selfnet.training.loop import train_model  # noqa: E402
 
 CONFIGS = {
     "selfnet default": lambda m, seed, **kw: make_config(max_minutes=m, seed=seed, **kw),

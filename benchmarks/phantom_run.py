@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from selfnet.figures import save_panels
+from selfnet.inference.restore import interpolate_volume
 from selfnet.io import read_volume
-from selfnet.metrics import affine_fit, score
-from selfnet.restore import interpolate_volume
-from selfnet.synthetic import make_phantom, save_phantom
+from selfnet.phantoms.metrics import affine_fit, score
+from selfnet.phantoms.synthetic import make_phantom, save_phantom
+from selfnet.qc.figures import save_panels
 
 
 def main() -> None:

@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 
-from selfnet.qc import estimate_resolution
-from selfnet.synthetic import KINDS, acquire, make_object
+from selfnet.phantoms.synthetic import KINDS, acquire, make_object
+from selfnet.qc.measure import estimate_resolution
 
 RATIOS = (1.0, 1.5, 2.0, 3.0, 4.0)
 

@@ -24,13 +24,16 @@ import torch
 from skimage.restoration import richardson_lucy
 
 from selfnet.config import TrainConfig, make_config
-from selfnet.figures import save_panels
-from selfnet.metrics import affine_fit, score
+from selfnet.inference.restore import restore_volume
+from selfnet.inference.slices import restore_normalized
+from selfnet.method.normalize import Normalizer
+from selfnet.method.resample import zinterp
 from selfnet.model import Model
-from selfnet.restore import restore_normalized, restore_volume
-from selfnet.sampling import Normalizer, zinterp
-from selfnet.synthetic import Phantom, make_phantom
-from selfnet.train import train_model, train_supervised
+from selfnet.phantoms.metrics import affine_fit, score
+from selfnet.phantoms.supervised import train_supervised
+from selfnet.phantoms.synthetic import Phantom, make_phantom
+from selfnet.qc.figures import save_panels
+from selfnet.training.loop import train_model
 
 DEVICE = torch.device("cpu")
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 import selfnet
-from selfnet.figures import save_panels
-from selfnet.restore import interpolate_volume
+from selfnet.inference.restore import interpolate_volume
+from selfnet.qc.figures import save_panels
 
 STACKS = {
     "tissue_nuclei": "tissue_nuclei_ZYX.tif",

@@ -30,9 +30,10 @@ import tifffile
 import torch
 
 from selfnet.config import TrainConfig
+from selfnet.method.nets import ResNet2d
+from selfnet.method.normalize import Normalizer
+from selfnet.method.resample import n_iso
 from selfnet.model import Model
-from selfnet.nets import ResNet2d
-from selfnet.sampling import Normalizer, n_iso
 
 DEFAULT_RUNS = "48x1024x1024:0,48x1024x1024:2,48x2048x2048:0"
 

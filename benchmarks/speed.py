@@ -23,10 +23,10 @@ import torch
 
 from selfnet.config import TrainConfig, make_config
 from selfnet.devices import resolve_device
-from selfnet.restore import restore_volume
-from selfnet.sampling import n_iso
-from selfnet.synthetic import make_phantom, save_phantom
-from selfnet.train import train_model
+from selfnet.inference.restore import restore_volume
+from selfnet.method.resample import n_iso
+from selfnet.phantoms.synthetic import make_phantom, save_phantom
+from selfnet.training.loop import train_model
 
 
 def restore_command(raw_path: Path, model_path: Path, out_path: Path, device: str) -> tuple[float, float]:

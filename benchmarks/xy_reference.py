@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from selfnet.metrics import score
-from selfnet.synthetic import make_object
+from selfnet.phantoms.metrics import score
+from selfnet.phantoms.synthetic import make_object
 
 CASES = [  # kind, axial/lateral blur ratio, z step k (as benchmarks/quality.py's full run)
     ("neurites", 3.0, 4.0), ("nuclei", 3.0, 3.0), ("mix", 2.5, 2.5), ("beads", 4.0, 5.0), ("mix", 3.0, 4.0),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from selfnet.config import NetConfig, TrainConfig, make_config
-from selfnet.synthetic import Phantom, make_phantom, save_phantom
+from selfnet.phantoms.synthetic import Phantom, make_phantom, save_phantom
 
 
 @pytest.fixture(scope="session")

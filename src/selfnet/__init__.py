@@ -1,21 +1,31 @@
 """selfnet: isotropic restoration of anisotropic 3D fluorescence stacks by deep self-learning.
 
 >>> import selfnet
->>> vol = selfnet.read_volume("stack.tif")                  # doctest: +SKIP
->>> model = selfnet.train(vol, max_minutes=5)               # doctest: +SKIP
->>> iso = selfnet.restore(vol, model)                       # doctest: +SKIP
->>> selfnet.write_volume("iso.tif", iso, (vol.spacing[2],) * 3)  # doctest: +SKIP
+>>> result = selfnet.run("stack.tif", "stack_iso.tif", max_minutes=5)     # doctest: +SKIP
+>>> vol = selfnet.read_volume("stack.tif")                                 # doctest: +SKIP
+>>> model = selfnet.train(vol, max_minutes=5)                              # doctest: +SKIP
+>>> iso = selfnet.restore(vol, model).data                                 # doctest: +SKIP
 """
 
-__version__ = "0.1.0"
-
-from selfnet.api import restore, train  # noqa: E402
-from selfnet.config import NetConfig, TrainConfig  # noqa: E402
-from selfnet.errors import SelfnetError  # noqa: E402
-from selfnet.io import Volume, read_volume, write_volume  # noqa: E402
-from selfnet.model import Model  # noqa: E402
+from selfnet._version import __version__
+from selfnet.api import (
+    CancelToken,
+    ProgressEvent,
+    Restored,
+    RunResult,
+    qc,
+    restore,
+    run,
+    train,
+)
+from selfnet.config import NetConfig, TrainConfig
+from selfnet.errors import SelfnetError
+from selfnet.io import Volume, read_volume, write_volume
+from selfnet.model import Model
+from selfnet.options import ClusterSpec, OutputSpec, ReadOptions
 
 __all__ = [
-    "Model", "NetConfig", "SelfnetError", "TrainConfig", "Volume",
-    "read_volume", "restore", "train", "write_volume", "__version__",
+    "CancelToken", "ClusterSpec", "Model", "NetConfig", "OutputSpec", "ProgressEvent", "ReadOptions", "Restored",
+    "RunResult", "SelfnetError", "TrainConfig", "Volume", "__version__", "qc", "read_volume", "restore", "run",
+    "train", "write_volume",
 ]

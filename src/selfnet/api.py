@@ -1,68 +1,578 @@
-"""Python API mirroring the CLI: numpy arrays (or :class:`~selfnet.io.Volume`) in and out.
+"""The facade: :func:`run`, :func:`train`, :func:`restore` and :func:`qc` own the whole job.
+
+The CLI, the napari plugin and scripts call only these. Each takes a path, a :class:`~selfnet.io.Volume`
+or an array (with ``spacing=(dz, dy, dx)`` in µm) and returns a result object. They do the whole
+sequence: read, validate, check outputs and memory before long work, decide in-RAM or block-wise,
+checkpoint and resume, write atomically, QC report. ``progress`` is ``True`` (rich bars on stderr),
+``False`` or a callable receiving :class:`ProgressEvent`; ``cancel`` is a :class:`CancelToken` that
+stops the job at its next safe point (training saves its checkpoint first).
 
 >>> import selfnet
->>> model = selfnet.train(stack, spacing=(1.0, 0.25, 0.25), max_minutes=5)   # doctest: +SKIP
->>> iso = selfnet.restore(stack, model, spacing=(1.0, 0.25, 0.25))           # doctest: +SKIP
+>>> result = selfnet.run("stack.tif", "stack_iso.tif", max_minutes=5)        # doctest: +SKIP
+>>> model = selfnet.train(array, spacing=(1.0, 0.25, 0.25), max_minutes=5)    # doctest: +SKIP
+>>> iso = selfnet.restore(array, model, spacing=(1.0, 0.25, 0.25)).data       # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from selfnet import memory
+from selfnet._version import __version__
 from selfnet.config import TrainConfig, make_config
 from selfnet.devices import resolve_device
-from selfnet.errors import ConfigError
-from selfnet.io import Volume, validate_volume
-from selfnet.model import Model
-from selfnet.progress import Bars
-from selfnet.restore import VIEWS, restore_volume
-from selfnet.train import train_model
+from selfnet.errors import (
+    Cancelled,
+    CancelToken,
+    ConfigError,
+    InputError,
+    OutputError,
+    SelfnetError,
+)
+from selfnet.io import (
+    Volume,
+    check_output_dtype,
+    check_output_path,
+    read_volume,
+    validate_volume,
+    write_volume,
+)
+from selfnet.model import MODEL_SUFFIXES, Model
+from selfnet.options import ClusterSpec, OutputSpec, QCOptions, ReadOptions
+
+log = logging.getLogger("selfnet")
 
 Spacing = tuple[float, float, float]
+Source = str | Path | Volume | np.ndarray
+VOLUME_SUFFIXES = (".tif", ".tiff", ".npy", ".zarr")
 
 
-def as_volume(volume: np.ndarray | Volume, spacing: Spacing | None) -> Volume:
-    """Wrap an array with its ``spacing=(dz, dy, dx)`` (µm) and validate it."""
-    if isinstance(volume, Volume):
-        vol = volume if spacing is None else Volume(volume.data, tuple(spacing), volume.path, volume.metadata)
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One progress update: ``stage`` (e.g. ``stage1``, ``stage2``, ``restoring``, ``blocks``), ``done`` of ``total``."""
+
+    stage: str
+    done: int
+    total: int
+    info: dict[str, float] = field(default_factory=dict)
+
+
+ProgressFn = Callable[[ProgressEvent], None]
+Progress = bool | ProgressFn
+
+
+@dataclass
+class Restored:
+    """An isotropic restoration: in memory (``data``) and/or written (``path``), with its timing."""
+
+    data: np.ndarray | None
+    path: Path | None
+    shape: tuple[int, int, int]
+    spacing: Spacing
+    seconds: float
+    device: str
+    blocks: int = 1
+    blocks_run: int = 1
+    peak_rss: int | None = None
+    worker_peak_rss: int | None = None
+
+    @property
+    def mvox_per_s(self) -> float:
+        """Output voxels per second of wall time, in millions."""
+        return math.prod(self.shape) / 1e6 / max(self.seconds, 1e-9)
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` did: the model, the restoration, the QC measured on it and the report written."""
+
+    model: Model
+    restored: Restored
+    train_seconds: float
+    report: Path | None = None
+    qc: Any = None  # selfnet.qc.report.QCResult (imported lazily: matplotlib)
+    trained: bool = True
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+
+def open_volume(source: Source, spacing: Spacing | None = None, read: ReadOptions | None = None, *,
+                lazy: bool = False) -> Volume:
+    """A checked :class:`Volume` from a path, a Volume or an array with ``spacing``.
+
+    Paths are read lazily; small stacks are then loaded and validated in full, large ones (or
+    ``lazy=True``) are checked on a random sample and stay on disk.
+    """
+    read = read or ReadOptions()
+    if isinstance(source, (str, Path)):
+        return _read_path(Path(source), read, lazy)
+    if isinstance(source, Volume):
+        vol = source if spacing is None else Volume(source.data, _spacing(spacing), source.path, source.metadata)
     else:
         if spacing is None:
             raise ConfigError("spacing=(dz, dy, dx) in µm is required for a plain array")
-        arr = np.asarray(volume)
+        arr = np.asarray(source)
         if arr.ndim != 3:
             raise ConfigError(f"expected a 3D ZYX array, got shape {arr.shape}")
-        vol = Volume(arr, tuple(float(s) for s in spacing))  # type: ignore[arg-type]
+        vol = Volume(arr, _spacing(spacing))
     validate_volume(vol)
     return vol
 
 
-def train(volume: np.ndarray | Volume, spacing: Spacing | None = None, *, config: TrainConfig | None = None,
-          device: str = "auto", progress: bool = True, **options: Any) -> Model:
-    """Learn a Self-Net model from the stack itself.
+def _spacing(spacing: Any) -> Spacing:
+    values = tuple(float(s) for s in spacing)
+    if len(values) != 3:
+        raise ConfigError(f"spacing must be (dz, dy, dx) in µm, got {spacing!r}")
+    return values  # type: ignore[return-value]
 
-    Parameters
-    ----------
-    volume : ZYX array or Volume
-    spacing : (dz, dy, dx) voxel size in µm (taken from ``volume`` if it is a Volume)
-    config : full training config; ``options`` (e.g. ``max_minutes=5, epochs=10, seed=1``) override it
-    device : ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``
+
+def _read_path(path: Path, read: ReadOptions, lazy: bool) -> Volume:
+    from selfnet.inference.plan import is_large
+    from selfnet.io.source import read_region
+    from selfnet.io.validate import validate_lazy
+
+    vol = read_volume(path, lazy=True, **read.model_dump())
+    with _damaged_pixels_are_input_errors(path):
+        if lazy or is_large(vol):  # large data: checked on a sample, never loaded whole
+            validate_lazy(vol)
+        else:
+            if not isinstance(vol.data, np.ndarray):
+                vol.data = read_region(vol.data, (slice(None),) * 3)
+            validate_volume(vol)
+    dz, dy, dx = vol.spacing
+    log.info(f"{path.name}: {'x'.join(map(str, vol.data.shape))} ZYX {vol.data.dtype.name}, "
+             f"voxel {dz:.4g} x {dy:.4g} x {dx:.4g} µm (z/xy ratio {vol.ratio:.2f})")
+    return vol
+
+
+@contextlib.contextmanager
+def _damaged_pixels_are_input_errors(path: Path) -> Iterator[None]:
+    """Decoding a damaged compressed file fails in codec-specific ways: report it as one line."""
+    try:
+        yield
+    except (SelfnetError, MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - zlib, imagecodecs, zarr and dask errors have no common base
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot read {path}: its image data are damaged ({reason})") from None
+
+
+def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Route flat keywords to ReadOptions, OutputSpec and TrainConfig fields; unknown names are errors."""
+    read, out, train = {}, {}, {}
+    for key, value in options.items():
+        if key in ReadOptions.model_fields:
+            read[key] = value
+        elif key in OutputSpec.model_fields:
+            out[key] = value
+        elif key in TrainConfig.model_fields:
+            train[key] = value
+        else:
+            raise ConfigError(f"unknown option {key!r}")
+    return read, out, train
+
+
+def _config(config: TrainConfig | str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
+    """The training config: a file or object, with the options actually given (not None) on top."""
+    if isinstance(config, (str, Path)):
+        config = TrainConfig.from_file(config)
+    base = config.model_dump() if config is not None else {}
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return make_config(**base)
+
+
+# --- progress --------------------------------------------------------------------------------------
+
+
+class _Reporter:
+    """Turns the job's callbacks into rich bars (``progress=True``), events (a callable) or nothing."""
+
+    def __init__(self, progress: Progress) -> None:
+        from selfnet.progress import Bars
+
+        self.fn = progress if callable(progress) else None
+        self.bars = Bars(bool(progress) and self.fn is None)
+
+    def __enter__(self) -> _Reporter:
+        self.bars.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bars.__exit__(*exc)
+
+    def train_step(self, stage: str, step: int, total: int, losses: dict[str, float]) -> None:
+        """Training callback."""
+        if self.fn:
+            self.fn(ProgressEvent(stage, step, total, dict(losses)))
+        self.bars.train_step(stage, step, total, losses)
+
+    def restore_step(self, done: int, total: int) -> None:
+        """Slices restored out of total."""
+        if self.fn:
+            self.fn(ProgressEvent("restoring", done, total))
+        self.bars.restore_step(done, total)
+
+    def block_step(self, done: int, total: int) -> None:
+        """Blocks restored out of total."""
+        if self.fn:
+            self.fn(ProgressEvent("blocks", done, total))
+        self.bars.block_step(done, total)
+
+
+# --- train -----------------------------------------------------------------------------------------
+
+
+def train(source: Source, spacing: Spacing | None = None, *, output: str | Path | None = None,
+          config: TrainConfig | str | Path | None = None, read: ReadOptions | None = None, device: str = "auto",
+          overwrite: bool = False, resume: bool = False, progress: Progress = True,
+          cancel: CancelToken | None = None, **options: Any) -> Model:
+    """Learn a Self-Net model from the stack itself; with ``output`` (``.pt``) also save it.
+
+    ``options`` are training-config fields (``max_minutes=5, epochs=10, seed=1``) or read options
+    (``timepoint=0``); given ones override ``config``. With ``output``, training keeps a checkpoint
+    ``OUTPUT.ckpt.pt`` that ``resume=True`` continues. The returned model's ``summary`` holds steps and timings.
     """
-    vol = as_volume(volume, spacing)
-    cfg = make_config(**{**(config.model_dump() if config else {}), **options})
-    with Bars(progress) as bars:
-        return train_model(vol.data, vol.spacing, cfg, resolve_device(device), on_step=bars.train_step)
+    read_opts, out_opts, train_opts = _split_options(options)
+    if out_opts:
+        raise ConfigError(f"train() does not take {', '.join(out_opts)}")
+    read = _merge_read(read, read_opts)
+    cfg = _config(config, train_opts)
+    torch_device = resolve_device(device)
+    ckpt = None
+    if output is not None:
+        check_output_path(output, overwrite=overwrite, suffixes=MODEL_SUFFIXES)
+        ckpt = _checkpoint_for(Path(output), resume, overwrite)
+    vol = open_volume(source, spacing, read)
+    if isinstance(source, (str, Path)) and not _is_large(vol):
+        _check_memory(vol, cfg, None, "train on a crop of the stack (or use `selfnet run -o OUT.ome.zarr "
+                      "--save-model MODEL.pt`, which trains on a bounded subset)")
+    with _Reporter(progress) as rep:
+        model = _train(vol, cfg, torch_device, rep, ckpt, resume, cancel)
+    if output is not None:
+        from selfnet.training.session import remove_checkpoint
+
+        model.save(output, overwrite=overwrite)
+        remove_checkpoint(ckpt)
+    return model
 
 
-def restore(volume: np.ndarray | Volume, model: Model, spacing: Spacing | None = None, *, device: str = "auto",
-            progress: bool = True, views: tuple[str, ...] = VIEWS, force: bool = False) -> np.ndarray:
-    """Restore a stack to isotropic resolution: float32 ZYX on the input's intensity scale.
+def _merge_read(read: ReadOptions | None, flat: dict[str, Any]) -> ReadOptions:
+    if read is not None and flat:
+        return ReadOptions.make(**{**read.model_dump(), **flat})
+    return read or ReadOptions.make(**flat)
 
-    The output's voxel size is the input's lateral pixel size on all three axes.
+
+def _train(vol: Volume, cfg: TrainConfig, device: Any, rep: _Reporter, checkpoint: Path | None, resume: bool,
+           cancel: CancelToken | None) -> Model:
+    """Train on ``vol`` (a bounded random subset when large) with the stack's one normaliser."""
+    from selfnet.method.normalize import fit_normalizer
+    from selfnet.training.loop import train_model
+    from selfnet.training.subset import training_volume
+
+    normalizer = fit_normalizer(vol.data, cfg.norm_percentiles)
+    subset = training_volume(vol, seed=cfg.seed)
+    if subset is not vol:
+        log.info(f"training on a random subset of {'x'.join(map(str, subset.data.shape))} voxels "
+                 "(full-z tiles side by side), not the whole stack")
+    if resume and checkpoint is not None:
+        found = checkpoint.is_file()
+        log.info(f"--resume: {'continuing from' if found else 'no checkpoint'} {checkpoint}"
+                 f"{'' if found else ', training from the start'}")
+    return train_model(subset.data, subset.spacing, cfg, device, on_step=rep.train_step, checkpoint=checkpoint,
+                       resume=resume, normalizer=normalizer, cancel=cancel)
+
+
+def _checkpoint_for(output: Path, resume: bool, overwrite: bool) -> Path:
+    """The training checkpoint kept next to OUTPUT; an unfinished one is never replaced silently."""
+    from selfnet.training.session import checkpoint_path
+
+    path = checkpoint_path(output)
+    if path.exists() and not (resume or overwrite):
+        raise OutputError(f"{path} holds an interrupted training: pass --resume to continue it "
+                          "or --overwrite to start over")
+    return path
+
+
+def _is_large(vol: Volume) -> bool:
+    from selfnet.inference.plan import is_large
+
+    return is_large(vol)
+
+
+def _check_memory(vol: Volume, cfg: TrainConfig | None, dtype: str | None, train_hint: str = memory.CHUNKED_HINT
+                  ) -> None:
+    """Stop before training/restoring in RAM when the machine cannot hold the planned arrays."""
+    from selfnet.inference.plan import output_voxels
+    from selfnet.training.subset import TRAIN_MAX_ISO_VOXELS
+
+    shape, itemsize = tuple(int(n) for n in vol.data.shape), vol.data.dtype.itemsize
+    shown = "x".join(map(str, shape))
+    if cfg is not None:  # training sees at most TRAIN_MAX_ISO_VOXELS (training.subset)
+        excess = output_voxels(vol) / TRAIN_MAX_ISO_VOXELS
+        train_shape = shape if excess <= 1 else (shape[0], shape[1], max(1, int(shape[2] / excess)))
+        need = memory.train_bytes(train_shape, itemsize, vol.ratio, patch_size=cfg.patch_size,
+                                  pool_size=cfg.pool_size)
+        memory.check_fits(need, f"training on {shown}", train_hint)
+    if dtype is not None:
+        out_itemsize = np.dtype(dtype).itemsize if dtype in ("uint8", "uint16", "int16", "float16") else 4
+        memory.check_fits(memory.restore_bytes(shape, itemsize, vol.ratio, out_itemsize), f"restoring {shown}")
+
+
+# --- restore ---------------------------------------------------------------------------------------
+
+
+def restore(source: Source, model: Model | str | Path, spacing: Spacing | None = None, *,
+            output: str | Path | None = None, read: ReadOptions | None = None, spec: OutputSpec | None = None,
+            cluster: ClusterSpec | None = None, device: str = "auto", force: bool = False,
+            views: tuple[str, ...] = ("xz", "yz"), progress: Progress = True, cancel: CancelToken | None = None,
+            **options: Any) -> Restored:
+    """Restore a stack to isotropic resolution with a trained model (a :class:`Model` or a ``.pt`` path).
+
+    Without ``output`` the float32 ZYX result is returned in memory (``.data``); with one it is
+    written (in RAM, or block by block for OME-Zarr outputs, ``chunked=True``, clusters and large
+    stacks). Plain arrays need ``spacing``. The result's voxel size is the input's lateral pixel size.
     """
-    vol = as_volume(volume, spacing if spacing is not None or isinstance(volume, Volume) else model.spacing)
-    with Bars(progress) as bars:
-        out, _ = restore_volume(vol.data, vol.spacing, model, resolve_device(device), views=views,
-                                force=force, on_progress=bars.restore_step)
-    return out
+    read_opts, out_opts, train_opts = _split_options(options)
+    if train_opts:
+        raise ConfigError(f"restore() does not take training options ({', '.join(train_opts)})")
+    read, spec = _merge_read(read, read_opts), _merge_spec(spec, out_opts)
+    cluster = cluster or ClusterSpec()
+    out = _check_outputs(output, spec) if output is not None else None
+    device_name = str(resolve_device(device))
+    net = model if isinstance(model, Model) else Model.load(model)
+    blocks = spec.wants_blocks(out, cluster)
+    if blocks and out is None:
+        raise ConfigError("block-wise restoring writes to a file: give an output")
+    vol = open_volume(source, spacing, read, lazy=blocks)
+    with _Reporter(progress) as rep:
+        return _restore(vol, net, out, spec, cluster, device_name, force, views, rep, cancel, blocks)
+
+
+def _merge_spec(spec: OutputSpec | None, flat: dict[str, Any]) -> OutputSpec:
+    if spec is not None and flat:
+        return OutputSpec.make(**{**spec.model_dump(), **flat})
+    return spec or OutputSpec.make(**flat)
+
+
+def _check_outputs(output: str | Path, spec: OutputSpec) -> Path:
+    """Check, before any long work, that the volume output can be written in the chosen type."""
+    from selfnet.io.zarr import check_zarr_output, is_zarr_path
+
+    path = Path(output)
+    if is_zarr_path(path):
+        check_zarr_output(path, overwrite=spec.overwrite, resume=spec.resume)
+    else:
+        check_output_path(path, overwrite=spec.overwrite, suffixes=VOLUME_SUFFIXES)
+    check_output_dtype(path, spec.dtype)
+    return path
+
+
+def _restore(vol: Volume, model: Model, output: Path | None, spec: OutputSpec, cluster: ClusterSpec, device: str,
+             force: bool, views: tuple[str, ...], rep: _Reporter, cancel: CancelToken | None,
+             blocks: bool) -> Restored:
+    """In RAM (then written if asked) or block by block into ``output``."""
+    if output is not None and (blocks or _is_large(vol)):
+        return _restore_blocks(vol, model, output, spec, cluster, device, force, views, rep, cancel)
+    from selfnet.inference.restore import restore_volume
+
+    if isinstance(vol.data, np.ndarray) and vol.path is not None:
+        _check_memory(vol, None, spec.dtype)
+    t0 = time.perf_counter()
+    data, spacing = restore_volume(vol.data, vol.spacing, model, resolve_device(device), views=views, force=force,
+                                   on_progress=rep.restore_step, cancel=cancel)
+    if output is not None:
+        meta = {"selfnet_version": __version__, "source": str(vol.path), "model_ratio": model.ratio}
+        write_volume(output, data, spacing, dtype=spec.dtype, overwrite=spec.overwrite, metadata=meta)
+    shape = tuple(int(n) for n in data.shape)
+    return Restored(data, output, shape, spacing, time.perf_counter() - t0, device)  # type: ignore[arg-type]
+
+
+def _restore_blocks(vol: Volume, model: Model, output: Path, spec: OutputSpec, cluster: ClusterSpec, device: str,
+                    force: bool, views: tuple[str, ...], rep: _Reporter, cancel: CancelToken | None) -> Restored:
+    from selfnet.inference.cluster import restore_with_cluster
+
+    meta = {"selfnet_version": __version__, "source": str(vol.path), "model_ratio": model.ratio}
+    t0 = time.perf_counter()
+    res = restore_with_cluster(vol, model, output, workers=cluster.workers, scheduler=cluster.scheduler,
+                               on_block=rep.block_step, device=device, dtype=spec.dtype, overwrite=spec.overwrite,
+                               resume=spec.resume, pyramid=spec.pyramid, block=spec.block,
+                               ngff_version=spec.ngff, force=force, metadata=meta, views=views, cancel=cancel)
+    return Restored(None, res.path, res.shape, res.spacing, time.perf_counter() - t0, device, res.blocks,
+                    res.blocks_run, res.peak_rss, res.worker_peak_rss)
+
+
+# --- run -------------------------------------------------------------------------------------------
+
+
+def run(source: Source, output: str | Path | None = None, *, spacing: Spacing | None = None,
+        config: TrainConfig | str | Path | None = None, read: ReadOptions | None = None,
+        spec: OutputSpec | None = None, cluster: ClusterSpec | None = None, device: str = "auto",
+        save_model: str | Path | None = None, report: bool = True, lateral_fwhm: float | None = None,
+        progress: Progress = True, cancel: CancelToken | None = None, **options: Any) -> RunResult:
+    """The whole job: learn from the stack itself, restore it, write it and its HTML QC report.
+
+    ``selfnet.run("stack.tif", "out.tif", max_minutes=5)`` does exactly what ``selfnet run`` does.
+    Without ``output`` (arrays, notebooks) the restoration stays in memory and no report is written.
+    """
+    read_opts, out_opts, train_opts = _split_options(options)
+    read, spec = _merge_read(read, read_opts), _merge_spec(spec, out_opts)
+    cluster = cluster or ClusterSpec()
+    QCOptions.make(lateral_fwhm=lateral_fwhm)
+    out = _check_outputs(output, spec) if output is not None else None
+    ckpt = _checkpoint_for(out, spec.resume, spec.overwrite) if out is not None else None
+    if save_model is not None:
+        check_output_path(save_model, overwrite=spec.overwrite, suffixes=MODEL_SUFFIXES)
+    report_path = _check_report_path(out, spec.overwrite) if (report and out is not None) else None
+    torch_device = resolve_device(device)
+    cfg = _config(config, train_opts)
+    blocks = spec.wants_blocks(out, cluster)
+    if blocks and out is None:
+        raise ConfigError("block-wise restoring writes to a file: give an output")
+    vol = open_volume(source, spacing, read, lazy=blocks)
+    in_ram = not (blocks or _is_large(vol))
+    if vol.path is not None:
+        _check_memory(vol, cfg if in_ram else None, spec.dtype if in_ram else None)
+    with _Reporter(progress) as rep:
+        t0 = time.perf_counter()
+        model = _saved_model(out) if (spec.resume and out is not None) else None
+        trained = model is None
+        if model is None:
+            model = _train(vol, cfg, torch_device, rep, ckpt, spec.resume, cancel)
+        train_s = time.perf_counter() - t0
+        if save_model is not None:
+            model.save(save_model, overwrite=spec.overwrite)
+        restored = _restore(vol, model, out, spec, cluster, str(torch_device), False, ("xz", "yz"), rep, cancel,
+                            blocks)
+    if ckpt is not None:
+        from selfnet.training.session import remove_checkpoint
+
+        remove_checkpoint(ckpt)  # the output is complete: the training state is no longer needed
+    result = RunResult(model, restored, train_s, trained=trained)
+    if report_path is not None:  # after the volume is safely written
+        settings = {"output": out, "device": str(torch_device), "output dtype": spec.dtype,
+                    "config file": config if isinstance(config, (str, Path)) else None,
+                    "lateral FWHM given (µm)": lateral_fwhm, **{k: v for k, v in train_opts.items()}}
+        result.qc = _run_report(vol, restored, model, report_path, spec.overwrite,
+                                {k: v for k, v in settings.items() if v is not None},
+                                {"training": train_s, "restoration + writing": restored.seconds}, lateral_fwhm)
+        result.report = report_path
+    return result
+
+
+def _saved_model(output: Path) -> Model | None:
+    from selfnet.inference.resume import saved_model
+
+    model = saved_model(output)
+    if model is not None:
+        log.info("--resume: using the model saved with the unfinished output (no training)")
+    return model
+
+
+def _check_report_path(output: Path, overwrite: bool) -> Path:
+    """The report that ``run`` writes next to OUTPUT, checked before any long work."""
+    from selfnet.qc.report import default_report_path
+
+    return check_output_path(default_report_path(output), overwrite=overwrite, suffixes=(".html",))
+
+
+def _run_report(vol: Volume, restored: Restored, model: Model, path: Path, overwrite: bool,
+                settings: dict[str, object], timings: dict[str, float], lateral_fwhm: float | None) -> Any:
+    """Measure raw vs restored (read back from the output) and write the HTML report."""
+    from selfnet.qc.report import run_qc, write_report
+
+    assert restored.path is not None
+    back = read_volume(restored.path)
+    result = run_qc(vol, back, model, lateral_fwhm_um=lateral_fwhm)
+    write_report(path, result, overwrite=overwrite, title=f"selfnet report: {Path(str(vol.path)).name}",
+                 settings=settings, timings=timings)
+    return result
+
+
+# --- qc --------------------------------------------------------------------------------------------
+
+
+def qc(source: Source, restored: Source | None = None, model: Model | str | Path | None = None, *,
+       spacing: Spacing | None = None, read: ReadOptions | None = None, lateral_fwhm: float | None = None,
+       report: str | Path | None = None, overwrite: bool = False) -> Any:
+    """Resolution (FWHM, µm) and isotropy of a stack from the image itself; with ``restored``, before/after.
+
+    ``report`` is a folder for ``<input name>.report.html``. Returns a
+    :class:`~selfnet.qc.report.QCResult` (``.resolution``, ``.comparison``, ``.to_dict()``).
+    """
+    from selfnet.qc.report import default_report_path, run_qc, write_report
+
+    if model is not None and restored is None:
+        raise ConfigError("--model needs --compare RESTORED (the volume that model restored)")
+    QCOptions.make(lateral_fwhm=lateral_fwhm)
+    read = read or ReadOptions()
+    report_path = None
+    if report is not None:
+        name = Path(source).name if isinstance(source, (str, Path)) else "volume.tif"
+        report_path = _report_file(Path(report), default_report_path(name).name, overwrite)
+    net = model if (model is None or isinstance(model, Model)) else Model.load(model)
+    vol = _qc_volume(source, spacing, read)
+    after = _restored_for_qc(restored, vol) if restored is not None else None
+    result = run_qc(vol, after, net, lateral_fwhm_um=lateral_fwhm)
+    if report_path is not None:
+        label = Path(source).name if isinstance(source, (str, Path)) else "volume"
+        write_report(report_path, result, overwrite=overwrite, title=f"selfnet QC: {label}")
+        result.report = report_path
+    return result
+
+
+def _qc_volume(source: Source, spacing: Spacing | None, read: ReadOptions) -> Volume:
+    """Any 3D stack (isotropic ones too), checked for what QC can measure."""
+    from selfnet.qc.measure import check_volume
+
+    if isinstance(source, (str, Path)):
+        vol = read_volume(source, **read.model_dump(exclude={"level"}))
+    elif isinstance(source, Volume):
+        vol = source
+    else:
+        if spacing is None:
+            raise ConfigError("spacing=(dz, dy, dx) in µm is required for a plain array")
+        vol = Volume(np.asarray(source), _spacing(spacing))
+    check_volume(vol.data, vol.spacing, str(vol.path or "volume"))
+    return vol
+
+
+def _restored_for_qc(source: Source, raw: Volume) -> Volume:
+    """The restoration to compare with; without voxel sizes in the file, the raw lateral pixel is assumed."""
+    dx = raw.spacing[2]
+    if not isinstance(source, (str, Path)):
+        return _qc_volume(source, (dx, dx, dx), ReadOptions())
+    try:
+        vol = _qc_volume(source, None, ReadOptions())
+    except InputError as err:
+        if "voxel size" not in str(err):
+            raise
+        vol = _qc_volume(source, None, ReadOptions(lateral_um=dx, axial_um=dx))
+    if abs(vol.spacing[2] - dx) > 0.05 * dx:
+        raise InputError(f"{source}: pixel {vol.spacing[2]:.4g} µm differs from the input's {dx:.4g} µm; "
+                         "--compare expects the restoration of INPUT")
+    return vol
+
+
+def _report_file(folder: Path, name: str, overwrite: bool) -> Path:
+    """FOLDER/<name>, creating FOLDER; checked before the analysis."""
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"--report {folder} is a file: give a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create report folder {folder}: {exc.strerror}") from None
+    return check_output_path(folder / name, overwrite=overwrite, suffixes=(".html",))
+
+
+__all__ = ["ProgressEvent", "Restored", "RunResult", "CancelToken", "Cancelled", "open_volume", "qc", "restore",
+           "run", "train"]

@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from selfnet.errors import ConfigError
 
@@ -75,6 +82,16 @@ class TrainConfig(BaseModel):
         "0 = off) so that D also learns to denoise"))
     use_cyclegan: bool = True
     seed: int = Field(0, ge=0, le=2**32 - 1)
+
+    @field_validator("version")
+    @classmethod
+    def _known_version(cls, value: int) -> int:
+        if value > CONFIG_VERSION:
+            raise ValueError(f"config version {value} was written by a newer selfnet (this one reads up to "
+                             f"{CONFIG_VERSION}): upgrade selfnet")
+        if value < 1:
+            raise ValueError(f"config version must be at least 1, got {value}")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

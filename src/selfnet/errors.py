@@ -39,3 +39,39 @@ class ResourceError(SelfnetError):
 
 class TrainingError(SelfnetError):
     """Training cannot go on: it diverged repeatedly, or a checkpoint cannot be resumed."""
+
+
+class Cancelled(KeyboardInterrupt):
+    """The user stopped the job (Ctrl-C, SIGTERM or a cancel button); ``hint`` says how to continue."""
+
+    def __init__(self, hint: str = "stopped") -> None:
+        self.hint_text = hint
+        super().__init__(hint)
+
+    def hint(self) -> str:
+        """One line telling the user what was kept and how to continue."""
+        return self.hint_text
+
+
+class CancelToken:
+    """Set by a front end (Ctrl-C in the CLI, a button in napari); checked by the job between steps.
+
+    Training saves its checkpoint and stops at the next step, restoring at the next batch or block.
+    """
+
+    def __init__(self) -> None:
+        self._cancelled = False
+
+    def cancel(self) -> None:
+        """Ask the running job to stop at its next safe point."""
+        self._cancelled = True
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether :meth:`cancel` was called."""
+        return self._cancelled
+
+    def raise_if_cancelled(self, hint: str = "stopped; nothing was written") -> None:
+        """Raise :class:`Cancelled` once :meth:`cancel` was called."""
+        if self._cancelled:
+            raise Cancelled(hint)

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 
-from selfnet import __version__
-from selfnet.config import TrainConfig
+from selfnet._version import __version__
+from selfnet.config import TrainConfig, _first_error
 from selfnet.errors import ModelError
 from selfnet.io import atomic_write, check_output_path
-from selfnet.nets import DegradationGenerator, ResNet2d
-from selfnet.sampling import Normalizer
+from selfnet.method.nets import DegradationGenerator, ResNet2d
+from selfnet.method.normalize import Normalizer
 
 MODEL_FORMAT = "selfnet-model"
 MODEL_FORMAT_VERSION = 1
@@ -107,7 +108,7 @@ class Model:
             raise ModelError(f"{source} was written by a newer selfnet ({raw.get('selfnet_version')}); upgrade selfnet")
         try:
             model = cls(
-                config=TrainConfig.model_validate(raw["config"]),
+                config=_config_of(raw["config"], source),
                 ratio=float(raw["ratio"]),
                 spacing=tuple(float(s) for s in raw["spacing"]),  # type: ignore[arg-type]
                 normalizer=Normalizer(**raw["normalizer"]),
@@ -121,3 +122,11 @@ class Model:
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise ModelError(f"{source} is damaged or incomplete ({type(exc).__name__})") from None
         return model
+
+
+def _config_of(raw: Any, source: str) -> TrainConfig:
+    """The stored training config, checked (a newer config version is a clear error, not a crash)."""
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ModelError(f"{source}: {_first_error(exc)}") from None

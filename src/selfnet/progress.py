@@ -1,4 +1,4 @@
-"""Progress bars (rich) for training and restoring, shared by the API and the CLI."""
+"""Progress bars (rich) for training, slices and blocks: what ``progress=True`` shows in the API and CLI."""
 
 from __future__ import annotations
 
@@ -6,7 +6,13 @@ import sys
 from types import TracebackType
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 
 def _console() -> Console:
@@ -42,6 +48,10 @@ class Bars:
     def restore_step(self, done: int, total: int) -> None:
         """Restore callback: slices done out of total."""
         self._update("restoring slices", done, total, "")
+
+    def block_step(self, done: int, total: int) -> None:
+        """Block-wise restore callback: blocks done out of total."""
+        self._update("restoring blocks", done, total, "")
 
     def _update(self, name: str, done: int, total: int, info: str) -> None:
         if name not in self._tasks:

@@ -13,10 +13,10 @@ import torch
 
 from selfnet.config import TrainConfig
 from selfnet.devices import resolve_device
+from selfnet.inference.restore import restore_volume
 from selfnet.model import Model
-from selfnet.restore import restore_volume
-from selfnet.synthetic import Phantom
-from selfnet.train import train_model
+from selfnet.phantoms.synthetic import Phantom
+from selfnet.training.loop import train_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -24,8 +24,8 @@ import torch
 
 from selfnet import cli
 from selfnet.config import TrainConfig
-from selfnet.synthetic import Phantom
-from selfnet.train import train_model
+from selfnet.phantoms.synthetic import Phantom
+from selfnet.training.loop import train_model
 
 
 @dataclass

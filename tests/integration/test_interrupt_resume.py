@@ -164,7 +164,7 @@ def test_ctrl_c_during_restore_says_so_and_leaves_nothing(tiny_phantom, fast_con
 
 
 def _save(phantom, folder: Path) -> Path:
-    from selfnet.synthetic import save_phantom
+    from selfnet.phantoms.synthetic import save_phantom
 
     paths = save_phantom(phantom, folder)
     for key in ("gt_lateral", "params"):

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from selfnet.io import Volume, write_volume
-from selfnet.report import default_report_path, run_qc, write_report
-from selfnet.synthetic import Phantom, make_phantom, save_phantom
+from selfnet.phantoms.synthetic import Phantom, make_phantom, save_phantom
+from selfnet.qc.report import default_report_path, run_qc, write_report
 
 from ..conftest import run_cli
 

@@ -3,9 +3,11 @@
 import numpy as np
 from scipy import ndimage
 
-from selfnet.estimate import estimate_axial_blur, estimate_noise, noise_retention
-from selfnet.sampling import Normalizer, degrade_matrix, sample_axial_patches, sample_xy_patches, zinterp
-from selfnet.synthetic import make_phantom
+from selfnet.method.estimate import estimate_axial_blur, estimate_noise, noise_retention
+from selfnet.method.normalize import Normalizer
+from selfnet.method.resample import degrade_matrix, zinterp
+from selfnet.phantoms.synthetic import make_phantom
+from selfnet.training.patches import sample_axial_patches, sample_xy_patches
 
 
 def test_noise_model_recovers_poisson_gaussian():

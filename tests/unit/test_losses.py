@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from selfnet.losses import charbonnier, restoration_loss, ssim
+from selfnet.method.losses import charbonnier, restoration_loss, ssim
 
 
 def _ssim_by_2d_convolution(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -6,9 +6,9 @@ import torch
 from selfnet.config import NetConfig, TrainConfig, make_config
 from selfnet.devices import resolve_device
 from selfnet.errors import ConfigError, DeviceError, ModelError, OutputError
+from selfnet.method.nets import DegradationGenerator, PatchDiscriminator, ResNet2d
+from selfnet.method.normalize import Normalizer
 from selfnet.model import Model
-from selfnet.nets import DegradationGenerator, PatchDiscriminator, ResNet2d
-from selfnet.sampling import Normalizer
 
 
 @pytest.mark.parametrize("unshuffle", [1, 2, 4])

@@ -10,9 +10,9 @@ import pytest
 import tifffile
 import zarr
 
-from selfnet import ngff
 from selfnet.errors import InputError, OutputError
 from selfnet.io import check_output_path, read_volume, write_volume
+from selfnet.io import zarr as ngff
 
 
 @pytest.fixture()

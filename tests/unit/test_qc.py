@@ -10,7 +10,9 @@ import pytest
 from scipy import ndimage
 
 from selfnet.errors import InputError
-from selfnet.qc import (
+from selfnet.method.resample import zinterp
+from selfnet.phantoms.synthetic import acquire, make_object, make_phantom
+from selfnet.qc.measure import (
     FWHM_PER_SIGMA,
     check_volume,
     compare,
@@ -19,8 +21,6 @@ from selfnet.qc import (
     noise_variance,
     redegrade,
 )
-from selfnet.sampling import zinterp
-from selfnet.synthetic import acquire, make_object, make_phantom
 
 SIGMA = 1.5  # lateral PSF sigma (px) of the validation phantoms; see docs/BENCHMARKS.md
 

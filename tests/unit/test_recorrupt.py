@@ -4,9 +4,9 @@ import numpy as np
 import torch
 
 from selfnet.config import TrainConfig, make_config
-from selfnet.sampling import Normalizer
-from selfnet.synthetic import make_phantom
-from selfnet.train import batches, prepare_data, recorrupt_alpha
+from selfnet.method.normalize import Normalizer
+from selfnet.phantoms.synthetic import make_phantom
+from selfnet.training.loop import batches, prepare_data, recorrupt_alpha
 
 
 def test_recorrupt_alpha_bounds():

@@ -14,7 +14,12 @@ import pytest
 import torch
 
 from selfnet import memory
-from selfnet.checkpoint import (
+from selfnet.config import TrainConfig
+from selfnet.errors import ResourceError, TrainingError
+from selfnet.io import write_volume
+from selfnet.model import Model
+from selfnet.phantoms.synthetic import Phantom
+from selfnet.training.session import (
     MAX_ROLLBACKS,
     InterruptFlag,
     TrainingInterrupted,
@@ -22,13 +27,8 @@ from selfnet.checkpoint import (
     checkpoint_path,
     remove_checkpoint,
 )
-from selfnet.config import TrainConfig
-from selfnet.errors import ResourceError, TrainingError
-from selfnet.io import write_volume
-from selfnet.model import Model
-from selfnet.synthetic import Phantom
 
-train_mod = importlib.import_module("selfnet.train")  # `selfnet.train` the attribute is the API function
+train_mod = importlib.import_module("selfnet.training.loop")  # `selfnet.train` the attribute is the API function
 CPU = torch.device("cpu")
 
 

@@ -4,16 +4,15 @@ import numpy as np
 import pytest
 
 from selfnet.errors import InputError
-from selfnet.sampling import (
-    Normalizer,
+from selfnet.method.normalize import Normalizer
+from selfnet.method.resample import (
     degrade_matrix,
     n_iso,
     resample_matrix,
-    sample_axial_patches,
-    sample_xy_patches,
     upsample_matrix,
     zinterp,
 )
+from selfnet.training.patches import sample_axial_patches, sample_xy_patches
 
 
 @pytest.mark.parametrize(("n_raw", "ratio", "expected"), [(10, 4.0, 37), (10, 2.5, 23), (2, 1.5, 2), (5, 3.0, 13)])

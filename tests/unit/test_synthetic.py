@@ -10,7 +10,7 @@ import pytest
 import tifffile
 from scipy.ndimage import gaussian_filter, map_coordinates
 
-from selfnet.synthetic import (
+from selfnet.phantoms.synthetic import (
     KINDS,
     Phantom,
     acquire,

@@ -26,7 +26,12 @@ import tifffile  # noqa: F401  (``selfnet.io.tifffile``: the writers call ``tiff
 from selfnet.io.atomic import atomic_write
 from selfnet.io.validate import MAX_RATIO, MIN_RATIO, SQUARE_TOLERANCE, validate_volume
 from selfnet.io.volume import Volume, read_volume
-from selfnet.io.write import check_output_dtype, check_output_path, to_dtype, write_volume
+from selfnet.io.write import (
+    check_output_dtype,
+    check_output_path,
+    to_dtype,
+    write_volume,
+)
 
 __all__ = [
     "MAX_RATIO",

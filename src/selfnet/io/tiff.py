@@ -178,7 +178,7 @@ def _series_data(
         dtype = np.dtype(series.dtype).newbyteorder(tf.byteorder)
         return np.memmap(p, dtype=dtype, mode="r", offset=offset, shape=series.shape)
     if lazy:  # big compressed/tiled TIFFs: pages are read on demand (selfnet.ngff)
-        from selfnet.ngff import lazy_tiff_series
+        from selfnet.io.zarr import lazy_tiff_series
 
         return lazy_tiff_series(p)  # type: ignore[return-value]
     return np.asarray(series.asarray())

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from selfnet.errors import InputError
+from selfnet.io.source import EXACT_NORMALIZER_VOXELS, read_region, sample_planes
 from selfnet.io.volume import Volume
 
 MIN_RATIO = 1.05
@@ -75,3 +76,13 @@ def _slabs(data: np.ndarray) -> Iterator[np.ndarray]:
     step = max(1, _SCAN_BYTES // plane_bytes)
     for start in range(0, data.shape[0], step):
         yield np.asarray(data[start : start + step])
+
+
+def validate_lazy(vol: Volume) -> None:
+    """Check shape, voxel size and values of a large volume on a random sample, without a full scan."""
+    if len(vol.data.shape) != 3:
+        validate_volume(vol)
+    if math.prod(vol.data.shape) <= EXACT_NORMALIZER_VOXELS:
+        validate_volume(Volume(read_region(vol.data, (slice(None),) * 3), vol.spacing, vol.path, vol.metadata))
+        return
+    validate_volume(Volume(sample_planes(vol.data, seed=1), vol.spacing, vol.path, vol.metadata))

@@ -64,7 +64,7 @@ def read_volume(
     p = Path(path).expanduser()
     overrides = _override_sizes(lateral_um, axial_um)
     # --- OME-Zarr (selfnet.ngff) ---
-    from selfnet.ngff import is_zarr_path, read_ngff
+    from selfnet.io.zarr import is_zarr_path, read_ngff
 
     if is_zarr_path(p):
         if axes is not None:

@@ -39,7 +39,7 @@ def check_output_path(
     p = Path(path).expanduser()
     # --- OME-Zarr (selfnet.ngff) ---
     if ".zarr" in suffixes and p.name.lower().endswith(".zarr"):
-        from selfnet.ngff import check_zarr_output
+        from selfnet.io.zarr import check_zarr_output
 
         return check_zarr_output(p, overwrite=overwrite)
     # ---
@@ -97,7 +97,7 @@ def write_volume(
     """
     # --- OME-Zarr (selfnet.ngff) ---
     if Path(path).name.lower().endswith(".zarr"):
-        from selfnet.ngff import write_ngff
+        from selfnet.io.zarr import write_ngff
 
         return write_ngff(path, data, spacing, dtype=dtype, overwrite=overwrite, metadata=metadata)
     # ---

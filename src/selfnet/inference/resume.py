@@ -13,13 +13,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from selfnet.chunked.plan import BlockPlan
-from selfnet.chunked.sample import fit_normalizer
 from selfnet.errors import OutputError
+from selfnet.inference.plan import BlockPlan
 from selfnet.io import Volume
+from selfnet.io.zarr import (
+    create_store,
+    default_chunks,
+    is_zarr_path,
+    remove_store,
+    selfnet_attrs,
+)
+from selfnet.method.normalize import Normalizer, fit_normalizer
 from selfnet.model import Model
-from selfnet.ngff import create_store, default_chunks, is_zarr_path, remove_store, selfnet_attrs
-from selfnet.sampling import Normalizer
 
 PROGRESS_DIR = ".selfnet-progress"
 MODEL_FILE = "model.pt"

@@ -11,15 +11,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from selfnet.chunked.block import restore_block
-from selfnet.chunked.plan import BlockPlan
-from selfnet.chunked.resume import _mark_done
-from selfnet.chunked.source import SourceSpec
 from selfnet.errors import InputError
+from selfnet.inference.block import restore_block
+from selfnet.inference.plan import BlockPlan
+from selfnet.inference.resume import _mark_done
 from selfnet.io import to_dtype
+from selfnet.io.source import SourceSpec
+from selfnet.io.zarr import open_level
+from selfnet.method.normalize import Normalizer
 from selfnet.model import Model
-from selfnet.ngff import open_level
-from selfnet.sampling import Normalizer
 
 _NETS: dict[str, nn.Module] = {}
 

@@ -6,7 +6,7 @@ so stitched blocks equal whole-volume restoring (up to float rounding).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -14,11 +14,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from selfnet.chunked.plan import BlockPlan, Window, axis_window
-from selfnet.chunked.source import read_region
 from selfnet.errors import InputError
-from selfnet.restore import VIEWS, batch_pixels_for, forward
-from selfnet.sampling import Normalizer, resample_matrix
+from selfnet.inference.plan import BlockPlan, Window, axis_window
+from selfnet.inference.slices import VIEWS, ProgressFn, batch_pixels_for, forward
+from selfnet.io.source import read_region
+from selfnet.method.normalize import Normalizer
+from selfnet.method.resample import resample_matrix
 
 
 def _interp_rows(n_raw: int, ratio: float, start: int, stop: int) -> tuple[np.ndarray, int, int]:
@@ -42,8 +43,9 @@ def _run_net(net: nn.Module, slices: np.ndarray, device: torch.device, rows: Win
 
 
 def _pass(out: np.ndarray, raw: np.ndarray, w: np.ndarray, normalizer: Normalizer, net: nn.Module,
-          device: torch.device, wz: Window, lateral: Window, view: str, batch_pixels: int) -> None:
-    """Add the net's output over all XZ (or YZ) slices of ``raw`` into ``out``."""
+          device: torch.device, wz: Window, lateral: Window, view: str, batch_pixels: int,
+          tick: Callable[[int], None]) -> None:
+    """Add the net's output over all XZ (or YZ) slices of ``raw`` into ``out``; ``tick(n)`` after each batch."""
     axis = 1 if view == "xz" else 2
     count = raw.shape[axis]
     step = max(1, batch_pixels // (w.shape[0] * raw.shape[3 - axis]))
@@ -55,12 +57,17 @@ def _pass(out: np.ndarray, raw: np.ndarray, w: np.ndarray, normalizer: Normalize
             out[:, s0:s1, :] += _run_net(net, iso.transpose(1, 0, 2), device, wz, lateral).transpose(1, 0, 2)
         else:
             out[:, :, s0:s1] += _run_net(net, iso.transpose(2, 0, 1), device, wz, lateral).transpose(1, 2, 0)
+        tick(s1 - s0)
 
 
 def restore_block(data: Any, plan: BlockPlan, index: Sequence[int], net: nn.Module, device: torch.device,
-                  normalizer: Normalizer, *, views: tuple[str, ...] = VIEWS,
-                  batch_pixels: int | None = None) -> np.ndarray:
-    """Restore one output block (float32, on the input's intensity scale) from the raw ``data``."""
+                  normalizer: Normalizer, *, views: tuple[str, ...] = VIEWS, batch_pixels: int | None = None,
+                  on_progress: ProgressFn | None = None, cancel: Any = None) -> np.ndarray:
+    """Restore one output block (float32, on the input's intensity scale) from the raw ``data``.
+
+    ``on_progress(done, total)`` counts slices; ``cancel`` (a :class:`~selfnet.errors.CancelToken`)
+    is checked between batches.
+    """
     zr, yr, xr = plan.region(index)
     nz, ny, nx = plan.out_shape
     batch_pixels = batch_pixels or batch_pixels_for(device)
@@ -74,12 +81,22 @@ def restore_block(data: Any, plan: BlockPlan, index: Sequence[int], net: nn.Modu
     if raw.dtype.kind == "f" and not np.isfinite(raw).all():
         raise InputError(f"the input contains NaN or Inf values (near z {r0}-{r1}, y {y0}-{y1}, x {x0}-{x1})")
     out = np.zeros((zr.stop - zr.start, yr.stop - yr.start, xr.stop - xr.start), dtype=np.float32)
+    total = sum(out.shape[1] if view == "xz" else out.shape[2] for view in views)
+    done = [0]
+
+    def tick(n: int) -> None:
+        done[0] += n
+        if on_progress:
+            on_progress(done[0], total)
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+
     for view in views:
         if view == "xz":
             sub = raw[:, yr.start - y0 : yr.stop - y0, wx.start - x0 : wx.stop - x0]
-            _pass(out, sub, w, normalizer, net, device, wz, wx, "xz", batch_pixels)
+            _pass(out, sub, w, normalizer, net, device, wz, wx, "xz", batch_pixels, tick)
         else:
             sub = raw[:, wy.start - y0 : wy.stop - y0, xr.start - x0 : xr.stop - x0]
-            _pass(out, sub, w, normalizer, net, device, wz, wy, "yz", batch_pixels)
+            _pass(out, sub, w, normalizer, net, device, wz, wy, "yz", batch_pixels, tick)
     out /= len(views)
     return normalizer.inverse(out)

@@ -14,11 +14,11 @@ import numpy as np
 
 from selfnet.api import restore, train
 from selfnet.errors import ConfigError
-from selfnet.figures import save_panels
+from selfnet.inference.restore import interpolate_volume
 from selfnet.io import check_output_path, write_volume
-from selfnet.metrics import Score, affine_fit, score
-from selfnet.restore import interpolate_volume
-from selfnet.synthetic import Phantom, make_phantom, save_phantom
+from selfnet.phantoms.metrics import Score, affine_fit, score
+from selfnet.phantoms.synthetic import Phantom, make_phantom, save_phantom
+from selfnet.qc.figures import save_panels
 
 SIZES: dict[str, tuple[int, int, int]] = {
     "tiny": (64, 72, 72),
@@ -77,7 +77,7 @@ def run_demo(out: Path, *, max_minutes: float = 3.0, size: str = "small", device
     train_s = time.perf_counter() - t0
     model.save(out / "model.pt", overwrite=True)
     t0 = time.perf_counter()
-    restored = restore(ph.raw, model, ph.spacing_raw, device=device, progress=progress)
+    restored = restore(ph.raw, model, ph.spacing_raw, device=device, progress=progress).data
     restore_s = time.perf_counter() - t0
     cubic = interpolate_volume(ph.raw, ph.spacing_raw)
     truth = ph.gt_lateral[ph.iso_slice()]

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from selfnet import __version__
-from selfnet.errors import TrainingError
+from selfnet._version import __version__
+from selfnet.errors import Cancelled, CancelToken, TrainingError
 from selfnet.io import atomic_write
 
 __all__ = [
@@ -87,8 +87,8 @@ def fingerprint(volume: np.ndarray, spacing: tuple[float, float, float], config:
     return digest.hexdigest()[:16]
 
 
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM stopped training after its state was saved to ``path`` (if any)."""
+class TrainingInterrupted(Cancelled):
+    """Ctrl-C, SIGTERM or a cancel token stopped training after its state was saved to ``path`` (if any)."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
@@ -104,15 +104,22 @@ class TrainingInterrupted(KeyboardInterrupt):
 class InterruptFlag:
     """Turn SIGINT/SIGTERM into a flag checked between steps, so a checkpoint is always consistent.
 
-    Handlers are installed only in the main thread; a second signal interrupts at once.
+    Handlers are installed only in the main thread and only when no cancel token is given (then the
+    caller owns the signals); a second signal interrupts at once.
     """
 
-    def __init__(self) -> None:
-        self.requested = False
+    def __init__(self, token: CancelToken | None = None) -> None:
+        self._requested = False
+        self.token = token
         self._previous: dict[int, Any] = {}
 
+    @property
+    def requested(self) -> bool:
+        """A signal arrived or the caller's cancel token was set."""
+        return self._requested or (self.token is not None and self.token.cancelled)
+
     def __enter__(self) -> InterruptFlag:
-        if threading.current_thread() is threading.main_thread():
+        if self.token is None and threading.current_thread() is threading.main_thread():
             for sig in _SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
@@ -123,9 +130,9 @@ class InterruptFlag:
         self._previous.clear()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested:
+        if self._requested:
             raise KeyboardInterrupt
-        self.requested = True
+        self._requested = True
 
 
 @dataclass
@@ -170,10 +177,13 @@ class TrainSession:
 
     @classmethod
     def open(cls, path: str | Path | None, key: str, *, resume: bool = False,
-             every_s: float = DEFAULT_EVERY_S) -> TrainSession:
-        """A session writing to ``path``; with ``resume`` the existing checkpoint there is loaded."""
+             every_s: float = DEFAULT_EVERY_S, cancel: CancelToken | None = None) -> TrainSession:
+        """A session writing to ``path``; with ``resume`` the existing checkpoint there is loaded.
+
+        ``cancel`` replaces the session's own SIGINT/SIGTERM handling by the caller's token.
+        """
         p = None if path is None else Path(path).expanduser()
-        session = cls(path=p, key=key, every_s=every_s)
+        session = cls(path=p, key=key, every_s=every_s, flag=InterruptFlag(cancel))
         if resume and p is not None and p.is_file():
             session.saved = _load(p, key)
             session.resumed = True

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from selfnet.sampling import blur_matrix, degrade_matrix
+from selfnet.method.resample import blur_matrix, degrade_matrix
 
 
 @dataclass(frozen=True)

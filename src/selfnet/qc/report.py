@@ -27,12 +27,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-from selfnet import __version__  # noqa: E402
-from selfnet.figures import display_range  # noqa: E402
+from selfnet._version import __version__  # noqa: E402
 from selfnet.io import Volume, atomic_write, check_output_path  # noqa: E402
+from selfnet.method.resample import n_iso, upsample_matrix  # noqa: E402
 from selfnet.model import Model  # noqa: E402
-from selfnet.qc import Comparison, Resolution, compare, estimate_resolution, xz_spectrum  # noqa: E402
-from selfnet.sampling import n_iso, upsample_matrix  # noqa: E402
+from selfnet.qc.figures import display_range  # noqa: E402
+from selfnet.qc.measure import (  # noqa: E402
+    Comparison,
+    Resolution,
+    compare,
+    estimate_resolution,
+    xz_spectrum,
+)
 
 __all__ = ["QCResult", "build_report", "default_report_path", "model_sigma_px", "run_qc", "write_report"]
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from selfnet.errors import ConfigError
 from selfnet.io import Volume
-from selfnet.sampling import n_iso
+from selfnet.method.resample import n_iso
 
 MARGIN = 8
 """Reflect padding at a slice's true borders; must equal ``restore.apply_to_slices``'s margin."""

@@ -28,8 +28,8 @@ numpy and scipy only.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,7 @@ from scipy import ndimage
 from scipy.optimize import lsq_linear
 
 from selfnet.errors import InputError
-from selfnet.sampling import blur_matrix
+from selfnet.method.resample import blur_matrix
 
 __all__ = [
     "FWHM_PER_SIGMA",

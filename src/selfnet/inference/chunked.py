@@ -19,15 +19,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from selfnet import __version__
-from selfnet.chunked.job import BlockJob, _worker_block, _write_block, model_fingerprint
-from selfnet.chunked.plan import BlockPlan, choose_halo, parse_block
-from selfnet.chunked.resume import PROGRESS_DIR, _open_or_create, done_blocks
-from selfnet.chunked.source import SourceSpec
+from selfnet._version import __version__
+from selfnet.errors import CancelToken
+from selfnet.inference.job import (
+    BlockJob,
+    _worker_block,
+    _write_block,
+    model_fingerprint,
+)
+from selfnet.inference.plan import BlockPlan, choose_halo, parse_block
+from selfnet.inference.resume import PROGRESS_DIR, _open_or_create, done_blocks
+from selfnet.inference.slices import VIEWS, check_ratio
 from selfnet.io import Volume
+from selfnet.io.source import SourceSpec
+from selfnet.io.zarr import DEFAULT_NGFF, add_pyramid, check_zarr_output, finalize_store
 from selfnet.model import Model
-from selfnet.ngff import DEFAULT_NGFF, add_pyramid, check_zarr_output, finalize_store
-from selfnet.restore import VIEWS, check_ratio
 
 ProgressFn = Callable[[int, int], None]
 
@@ -64,7 +70,7 @@ def restore_chunked(vol: Volume, model: Model, output: str | Path, *, block: Seq
                     pyramid: bool = False, client: Any = None, ngff_version: str = DEFAULT_NGFF,
                     views: tuple[str, ...] = VIEWS, force: bool = False, on_block: ProgressFn | None = None,
                     metadata: dict[str, Any] | None = None, chunks: tuple[int, int, int] | None = None,
-                    halo: int | None = None) -> ChunkedResult:
+                    halo: int | None = None, cancel: CancelToken | None = None) -> ChunkedResult:
     """Restore ``vol`` block by block into the OME-Zarr store ``output``.
 
     Parameters
@@ -75,6 +81,7 @@ def restore_chunked(vol: Volume, model: Model, output: str | Path, *, block: Seq
     block : output block shape (z, y, x); multiples of 8
     client : a ``dask.distributed.Client``: blocks run on its workers, which write to ``output``
     on_block : ``on_block(done, total)`` after every block
+    cancel : checked between blocks; finished blocks are kept for ``resume``
     """
     from selfnet.devices import resolve_device
 
@@ -103,12 +110,13 @@ def restore_chunked(vol: Volume, model: Model, output: str | Path, *, block: Seq
     worker_rss = None
     if client is None:
         for index in todo:
+            _check_cancel(cancel, store)
             _write_block(job, vol.data, index, net, torch_device)
             finished += 1
             if on_block:
                 on_block(finished, total)
     else:
-        _run_distributed(client, job, vol, model, todo, finished, total, on_block)
+        _run_distributed(client, job, vol, model, todo, finished, total, on_block, cancel)
         worker_rss = _worker_peak(client)
     levels = _finish(store, spacing, pyramid, client)
     return ChunkedResult(store, plan.out_shape, spacing, total, len(todo), time.perf_counter() - t0, levels,
@@ -121,8 +129,14 @@ def _already_complete(store: Path, plan: BlockPlan, spacing: tuple[float, float,
                          levels, peak_rss())
 
 
+def _check_cancel(cancel: CancelToken | None, store: Path) -> None:
+    if cancel is not None:
+        cancel.raise_if_cancelled(f"finished blocks are kept in {store}: rerun the same command with --resume "
+                                  "to complete it")
+
+
 def _run_distributed(client: Any, job: BlockJob, vol: Volume, model: Model, todo: list[tuple[int, ...]],
-                     finished: int, total: int, on_block: ProgressFn | None) -> None:
+                     finished: int, total: int, on_block: ProgressFn | None, cancel: CancelToken | None) -> None:
     from distributed import as_completed
 
     info = client.scheduler_info()
@@ -135,6 +149,7 @@ def _run_distributed(client: Any, job: BlockJob, vol: Volume, model: Model, todo
     try:
         for fut in as_completed(futures):
             fut.result()
+            _check_cancel(cancel, Path(job.store))
             finished += 1
             if on_block:
                 on_block(finished, total)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from selfnet.errors import ConfigError
-from selfnet.io import Volume
+from selfnet.io.volume import Volume
 
 
 def read_region(data: Any, region: tuple[slice, ...]) -> np.ndarray:
@@ -68,3 +68,27 @@ class SourceSpec:
 
 
 _OPEN_SOURCES: dict[str, Any] = {}
+
+
+EXACT_NORMALIZER_VOXELS = 16_000_000
+"""Volumes up to this many voxels get exactly the whole-volume normaliser (``Normalizer.fit``)."""
+SAMPLE_VOXELS = 4_000_000
+
+
+def _random_regions(shape: tuple[int, int, int], count: int, size: tuple[int, int], seed: int
+                    ) -> list[tuple[slice, slice, slice]]:
+    rng = np.random.default_rng(seed)
+    z, y, x = shape
+    zs = rng.integers(0, z, count)
+    ys, xs = rng.integers(0, y - size[0] + 1, count), rng.integers(0, x - size[1] + 1, count)
+    return [(slice(int(a), int(a) + 1), slice(int(b), int(b) + size[0]), slice(int(c), int(c) + size[1]))
+            for a, b, c in zip(zs, ys, xs)]
+
+
+def sample_planes(data: Any, max_samples: int = SAMPLE_VOXELS, *, seed: int = 0, tile: int = 256) -> np.ndarray:
+    """Random XY tiles (at most ``max_samples`` voxels), stacked as a small ZYX array."""
+    shape = tuple(int(n) for n in data.shape)
+    size = (min(tile, shape[1]), min(tile, shape[2]))
+    count = max(2, -(-max_samples // (size[0] * size[1])))
+    regions = sorted(_random_regions(shape, count, size, seed), key=lambda r: r[0].start)
+    return np.concatenate([read_region(data, r) for r in regions])

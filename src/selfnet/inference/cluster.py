@@ -1,37 +1,17 @@
-"""Dask clients (a local cluster or an existing scheduler), the block progress bar, and ``restore_with_cluster``."""
+"""Dask clients (a local cluster or an existing scheduler) and ``restore_with_cluster``."""
 
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from selfnet.chunked.export import restore_to_file
-from selfnet.chunked.run import ChunkedResult, ProgressFn
 from selfnet.errors import ConfigError
+from selfnet.inference.chunked import ChunkedResult
+from selfnet.inference.tofile import restore_to_file
 from selfnet.io import Volume
 from selfnet.model import Model
-
-
-@contextlib.contextmanager
-def block_progress(enabled: bool = True) -> Iterator[ProgressFn]:
-    """A rich progress bar over blocks; yields the ``on_block(done, total)`` callback."""
-    from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
-
-    progress = Progress(TextColumn("{task.description:<20}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TimeRemainingColumn(), console=Console(file=sys.stderr),
-                        disable=not enabled)
-    with progress:
-        task = progress.add_task("restoring blocks", total=None)
-
-        def update(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
-        yield update
 
 
 @contextlib.contextmanager
@@ -66,8 +46,8 @@ def remote_client(address: str) -> Iterator[Any]:
 
 
 def restore_with_cluster(vol: Volume, model: Model, output: str | Path, *, workers: int | None = None,
-                         scheduler: str | None = None, progress: bool = True, **options: Any) -> ChunkedResult:
-    """:func:`restore_to_file` in-process, on a local cluster (``workers``) or a remote one, with a bar."""
+                         scheduler: str | None = None, **options: Any) -> ChunkedResult:
+    """:func:`restore_to_file` in-process, on a local cluster (``workers``) or a remote one."""
     if workers and scheduler:
         raise ConfigError("use either --workers or --scheduler, not both")
     if workers is not None and workers < 1:
@@ -78,5 +58,5 @@ def restore_with_cluster(vol: Volume, model: Model, output: str | Path, *, worke
         cluster = local_client(workers)
     else:
         cluster = contextlib.nullcontext(None)
-    with cluster as client, block_progress(progress) as on_block:
-        return restore_to_file(vol, model, output, client=client, on_block=on_block, **options)
+    with cluster as client:
+        return restore_to_file(vol, model, output, client=client, **options)

@@ -11,13 +11,19 @@ from typing import Any
 
 import numpy as np
 
-from selfnet.chunked.plan import parse_block
-from selfnet.chunked.resume import partial_store
-from selfnet.chunked.run import ChunkedResult, peak_rss, restore_chunked
 from selfnet.errors import ConfigError, OutputError
+from selfnet.inference.chunked import ChunkedResult, peak_rss, restore_chunked
+from selfnet.inference.plan import parse_block
+from selfnet.inference.resume import partial_store
 from selfnet.io import Volume, atomic_write, check_output_path
+from selfnet.io.zarr import (
+    default_chunks,
+    display_window,
+    is_zarr_path,
+    open_level,
+    remove_store,
+)
 from selfnet.model import Model
-from selfnet.ngff import default_chunks, display_window, is_zarr_path, open_level, remove_store
 
 _EXPORT_SLAB_BYTES = 128 * 2**20
 _BIGTIFF_BYTES = int(3.5 * 2**30)

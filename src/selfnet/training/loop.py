@@ -19,21 +19,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from selfnet.checkpoint import DEFAULT_EVERY_S, TrainSession, fingerprint
 from selfnet.config import TrainConfig
-from selfnet.errors import InputError
-from selfnet.estimate import NoiseModel, estimate_axial_blur, estimate_noise, noise_retention
-from selfnet.losses import charbonnier, lsgan, restoration_loss
-from selfnet.model import Model
-from selfnet.nets import DegradationGenerator, PatchDiscriminator, ResNet2d
-from selfnet.sampling import (
-    Normalizer,
-    blur_matrix,
-    degrade_matrix,
-    sample_axial_patches,
-    sample_xy_patches,
-    zinterp,
+from selfnet.errors import CancelToken, InputError
+from selfnet.method.estimate import (
+    NoiseModel,
+    estimate_axial_blur,
+    estimate_noise,
+    noise_retention,
 )
+from selfnet.method.losses import charbonnier, lsgan, restoration_loss
+from selfnet.method.nets import DegradationGenerator, PatchDiscriminator, ResNet2d
+from selfnet.method.normalize import Normalizer, fit_normalizer
+from selfnet.method.resample import blur_matrix, degrade_matrix, zinterp
+from selfnet.model import Model
+from selfnet.training.patches import sample_axial_patches, sample_xy_patches
+from selfnet.training.session import DEFAULT_EVERY_S, TrainSession, fingerprint
 
 ProgressFn = Callable[[str, int, int, dict[str, float]], None]
 DEFAULT_EPOCHS = 30
@@ -365,22 +365,25 @@ def learned_sigma(g_a: DegradationGenerator) -> float:
 def train_model(volume: np.ndarray, spacing: tuple[float, float, float], cfg: TrainConfig,
                 device: torch.device, on_step: ProgressFn | None = None, *,
                 checkpoint: str | Path | None = None, resume: bool = False,
-                checkpoint_every_s: float = DEFAULT_EVERY_S) -> Model:
+                checkpoint_every_s: float = DEFAULT_EVERY_S, normalizer: Normalizer | None = None,
+                cancel: CancelToken | None = None) -> Model:
     """Train both stages on a ZYX volume with ``spacing=(dz, dy, dx)`` µm; returns a :class:`Model`.
 
     With ``checkpoint``, the training state is saved there every ``checkpoint_every_s`` seconds,
     at the end, and on SIGINT/SIGTERM (then :class:`~selfnet.checkpoint.TrainingInterrupted` is
     raised); ``resume=True`` continues from that file to the same step and time budget. NaN/Inf
     losses always roll training back to the last good state with a lower learning rate.
+    ``normalizer`` is the stack's (fitted here by the one policy when omitted); ``cancel`` stops
+    training at the next step like a signal does.
     """
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     ratio = spacing[0] / spacing[2]
-    normalizer = Normalizer.fit(volume, cfg.norm_percentiles, seed=cfg.seed)
+    normalizer = normalizer or fit_normalizer(volume, cfg.norm_percentiles)
     key = fingerprint(volume, spacing, cfg.model_dump(mode="json"), (normalizer.low, normalizer.high))
-    session = TrainSession.open(checkpoint, key, resume=resume, every_s=checkpoint_every_s)
+    session = TrainSession.open(checkpoint, key, resume=resume, every_s=checkpoint_every_s, cancel=cancel)
     data = prepare_data(normalizer(volume), ratio, cfg, device, rng)
     nets, init = build_nets(cfg, data, ratio, device)
     alpha = recorrupt_alpha(cfg.recorrupt, data.retention) if cfg.use_cyclegan else 0.0
@@ -449,30 +452,6 @@ def _session_notes(session: TrainSession) -> dict[str, Any]:
     return notes
 
 
-def paired_batches(inputs: torch.Tensor, targets: torch.Tensor, batch_size: int,
-                   gen: torch.Generator) -> Iterator[Batch]:
-    """Batches of known (degraded, sharp) pairs, z along rows; flips only. For supervised baselines."""
-    while True:
-        i = torch.randint(0, inputs.shape[0], (batch_size,), generator=gen, device=inputs.device)
-        both = _flips(torch.cat([inputs[i], targets[i]], dim=1), gen)
-        yield Batch(xy=both[:, 1:], xy_lr=both[:, :1], eps=torch.zeros_like(both[:, :1]), axial=both[:, :1])
-
-
-def train_supervised(inputs: np.ndarray, targets: np.ndarray, cfg: TrainConfig, device: torch.device,
-                     on_step: ProgressFn | None = None) -> tuple[ResNet2d, dict[str, Any]]:
-    """Train the deblurring net alone on given (N, P, P) pairs: the oracle baseline of the benchmarks."""
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    net = ResNet2d(cfg.deblur).to(device=device, memory_format=torch.channels_last)
-    nets = Nets(g_a=DegradationGenerator(4), g_b=ResNet2d(cfg.generator_b), d_a=PatchDiscriminator(cfg.disc),
-                d_b=PatchDiscriminator(cfg.disc), deblur=net)
-    stream = paired_batches(torch.from_numpy(inputs).unsqueeze(1).to(device),
-                            torch.from_numpy(targets).unsqueeze(1).to(device), cfg.batch_size, gen)
-    epochs = cfg.epochs or (BUDGET_ONLY_EPOCHS if cfg.max_minutes else DEFAULT_EPOCHS)
-    deadline = None if cfg.max_minutes is None else time.perf_counter() + cfg.max_minutes * 60
-    clock = StageClock(epochs * cfg.steps_per_epoch, deadline)
-    result = _timed(run_stage2, nets, stream, cfg, clock, on_step, use_cyclegan=False)
-    return net.eval(), result
 
 
 def _timed(fn: Callable[..., dict[str, Any]], nets: Nets, stream: Iterator[Batch], cfg: TrainConfig,

@@ -1,0 +1,58 @@
+"""Patch pools for training: random sharp XY patches and axial (XZ/YZ) patches, brighter ones preferred."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from selfnet.errors import InputError
+
+
+def _random_windows(rng: np.random.Generator, n: int, count: int, size: int) -> np.ndarray:
+    return rng.integers(0, n - size + 1, count)
+
+
+def sample_xy_patches(planes: np.ndarray, count: int, size: int, *, rng: np.random.Generator,
+                      foreground_percentile: float = 50.0, oversample: int = 4) -> np.ndarray:
+    """Random (count, size, size) patches of the sharp XY planes, brighter candidates preferred.
+
+    ``oversample`` times more candidates are drawn; those whose mean is below the
+    ``foreground_percentile`` of candidate means are dropped (the paper's intensity threshold).
+    """
+    z, y, x = planes.shape
+    if y < size or x < size:
+        raise InputError(f"XY planes of {y}x{x} pixels are smaller than the {size}-pixel training patch")
+    n = count * oversample
+    zi = rng.integers(0, z, n)
+    yi = _random_windows(rng, y, n, size)
+    xi = _random_windows(rng, x, n, size)
+    r = np.arange(size)
+    patches = planes[zi[:, None, None], (yi[:, None] + r)[:, :, None], (xi[:, None] + r)[:, None, :]]
+    return _keep_foreground(patches, count, foreground_percentile, rng)
+
+
+def sample_axial_patches(iso: np.ndarray, count: int, size: int, *, rng: np.random.Generator,
+                         foreground_percentile: float = 50.0, oversample: int = 4) -> np.ndarray:
+    """Random XZ and YZ patches (z along rows) of the z-interpolated volume, half of each."""
+    zi_n, y, x = iso.shape
+    if zi_n < size:
+        raise InputError(f"the stack spans only {zi_n} isotropic planes, fewer than the {size}-pixel patch")
+    n = count * oversample
+    r = np.arange(size)
+    z0 = _random_windows(rng, zi_n, n, size)
+    zz = (z0[:, None] + r)[:, :, None]
+    half = n // 2
+    ys, xs = rng.integers(0, y, half), _random_windows(rng, x, half, size)
+    xz = iso[zz[:half], ys[:, None, None], (xs[:, None] + r)[:, None, :]]
+    xfix, ys2 = rng.integers(0, x, n - half), _random_windows(rng, y, n - half, size)
+    yz = iso[zz[half:], (ys2[:, None] + r)[:, None, :], xfix[:, None, None]]
+    return _keep_foreground(np.concatenate([xz, yz]), count, foreground_percentile, rng)
+
+
+def _keep_foreground(patches: np.ndarray, count: int, percentile: float,
+                     rng: np.random.Generator) -> np.ndarray:
+    means = patches.reshape(len(patches), -1).mean(axis=1)
+    keep = np.flatnonzero(means >= np.percentile(means, percentile))
+    keep = rng.permutation(keep)[:count]
+    if len(keep) < count:
+        keep = np.concatenate([keep, rng.choice(keep, count - len(keep))])
+    return np.ascontiguousarray(patches[keep], dtype=np.float32)
