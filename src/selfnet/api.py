@@ -58,7 +58,11 @@ VOLUME_SUFFIXES = (".tif", ".tiff", ".npy", ".zarr")
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """One progress update: ``stage`` (e.g. ``stage1``, ``stage2``, ``restoring``, ``blocks``), ``done`` of ``total``."""
+    """One progress update: ``done`` of ``total`` in ``stage``.
+
+    Stages: ``stage 1 (CycleGAN)``, ``stage 2 (deblur)`` (``info`` holds the losses), ``restoring``
+    (slices) and ``blocks``.
+    """
 
     stage: str
     done: int
@@ -250,6 +254,7 @@ def train(source: Source, spacing: Spacing | None = None, *, output: str | Path 
     torch_device = resolve_device(device)
     ckpt = None
     if output is not None:
+        _refuse_in_place(source, [output, _checkpoint_name(output)], config)
         check_output_path(output, overwrite=overwrite, suffixes=MODEL_SUFFIXES)
         ckpt = _checkpoint_for(Path(output), resume, overwrite)
     vol = open_volume(source, spacing, read)
@@ -347,6 +352,8 @@ def restore(source: Source, model: Model | str | Path, spacing: Spacing | None =
         raise ConfigError(f"restore() does not take training options ({', '.join(train_opts)})")
     read, spec = _merge_read(read, read_opts), _merge_spec(spec, out_opts)
     cluster = cluster or ClusterSpec()
+    if output is not None:
+        _refuse_in_place(source, [output, *_derived_outputs(output)], model)
     out = _check_outputs(output, spec) if output is not None else None
     device_name = str(resolve_device(device))
     net = model if isinstance(model, Model) else Model.load(model)
@@ -356,6 +363,28 @@ def restore(source: Source, model: Model | str | Path, spacing: Spacing | None =
     vol = open_volume(source, spacing, read, lazy=blocks)
     with _Reporter(progress) as rep:
         return _restore(vol, net, out, spec, cluster, device_name, force, views, rep, cancel, blocks)
+
+
+def _refuse_in_place(source: Source, outputs: list[Any], *others: Any) -> None:
+    """No output may be, hold or lie inside the input (or the model / config file read): checked first."""
+    from selfnet.io.paths import check_not_input
+
+    src = source.path if isinstance(source, Volume) else source if isinstance(source, (str, Path)) else None
+    check_not_input(outputs, [src, *(o for o in others if isinstance(o, (str, Path)))])
+
+
+def _checkpoint_name(output: str | Path) -> Path:
+    from selfnet.training.session import checkpoint_path
+
+    return checkpoint_path(output)
+
+
+def _derived_outputs(output: str | Path) -> list[Path]:
+    """What a job writes next to OUTPUT besides it: training checkpoint, report, hidden partial store."""
+    from selfnet.inference.resume import partial_store
+    from selfnet.qc.report import default_report_path
+
+    return [_checkpoint_name(output), default_report_path(output), partial_store(output)]
 
 
 def _merge_spec(spec: OutputSpec | None, flat: dict[str, Any]) -> OutputSpec:
@@ -428,6 +457,7 @@ def run(source: Source, output: str | Path | None = None, *, spacing: Spacing | 
     read, spec = _merge_read(read, read_opts), _merge_spec(spec, out_opts)
     cluster = cluster or ClusterSpec()
     QCOptions.make(lateral_fwhm=lateral_fwhm)
+    _refuse_in_place(source, [output, save_model, *(_derived_outputs(output) if output is not None else [])], config)
     out = _check_outputs(output, spec) if output is not None else None
     ckpt = _checkpoint_for(out, spec.resume, spec.overwrite) if out is not None else None
     if save_model is not None:
