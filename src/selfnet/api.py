@@ -379,12 +379,15 @@ def _checkpoint_name(output: str | Path) -> Path:
     return checkpoint_path(output)
 
 
-def _derived_outputs(output: str | Path) -> list[Path]:
-    """What a job writes next to OUTPUT besides it: training checkpoint, report, hidden partial store."""
+def _derived_outputs(output: str | Path, *, trains: bool = False) -> list[Path]:
+    """What a job writes next to OUTPUT: the hidden partial store; for ``run`` also checkpoint and report."""
     from selfnet.inference.resume import partial_store
-    from selfnet.qc.report import default_report_path
 
-    return [_checkpoint_name(output), default_report_path(output), partial_store(output)]
+    if not trains:
+        return [partial_store(output)]
+    from selfnet.qc.report import default_report_path  # matplotlib: only where a report is written
+
+    return [partial_store(output), _checkpoint_name(output), default_report_path(output)]
 
 
 def _merge_spec(spec: OutputSpec | None, flat: dict[str, Any]) -> OutputSpec:
@@ -457,7 +460,8 @@ def run(source: Source, output: str | Path | None = None, *, spacing: Spacing | 
     read, spec = _merge_read(read, read_opts), _merge_spec(spec, out_opts)
     cluster = cluster or ClusterSpec()
     QCOptions.make(lateral_fwhm=lateral_fwhm)
-    _refuse_in_place(source, [output, save_model, *(_derived_outputs(output) if output is not None else [])], config)
+    derived = _derived_outputs(output, trains=True) if output is not None else []
+    _refuse_in_place(source, [output, save_model, *derived], config)
     out = _check_outputs(output, spec) if output is not None else None
     ckpt = _checkpoint_for(out, spec.resume, spec.overwrite) if out is not None else None
     if save_model is not None:
