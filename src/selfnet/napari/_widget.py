@@ -1,0 +1,201 @@
+"""napari dock widgets (magicgui): restore a layer to isotropic resolution, and measure its isotropy.
+
+Thin on purpose: what they compute is in :mod:`selfnet.napari._logic`; the work runs in a napari
+``thread_worker`` so the viewer never freezes.
+"""
+
+from typing import Any
+
+import napari
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    RadioButtons,
+)
+from napari.layers import Image
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info
+
+from selfnet.errors import CancelToken, SelfnetError
+from selfnet.napari import _logic as logic
+
+UNITS = ("micrometer",) * 3
+
+
+class _LayerWidget(Container):
+    """A container that knows the viewer and lists its image layers."""
+
+    def __init__(self, viewer: "napari.viewer.Viewer") -> None:
+        super().__init__()
+        self.viewer = viewer
+        for event in ("inserted", "removed", "reordered"):
+            getattr(viewer.layers.events, event).connect(lambda _e=None: self.reset_choices())
+
+    def image_layers(self, _widget: Any = None) -> list[Image]:
+        """The viewer's image layers, newest first."""
+        return [layer for layer in reversed(self.viewer.layers) if isinstance(layer, Image)]
+
+    def stack_of(self, layer: Image) -> Any:
+        """The ZYX data of a layer at the viewer's current time point."""
+        point = layer.world_to_data(self.viewer.dims.point)
+        lead = [int(round(v)) for v in list(point)[: max(layer.ndim - 3, 0)]]
+        return logic.current_stack(layer.data, lead)
+
+
+class RestoreWidget(_LayerWidget):
+    """Train on a layer and restore it (or apply a saved model); the result becomes a new isotropic layer."""
+
+    def __init__(self, viewer: "napari.viewer.Viewer") -> None:
+        super().__init__(viewer)
+        self.options: dict[str, Any] = {}  # extra training-config fields (tests use tiny ones)
+        self.worker: Any = None
+        self.token: CancelToken | None = None
+        self.last_result: logic.JobResult | None = None
+        self.layer = ComboBox(label="image", choices=self.image_layers)
+        self.dz = FloatSpinBox(label="z step (µm)", min=0.0001, max=10000, step=0.0001, value=1.0)
+        self.dy = FloatSpinBox(label="y pixel (µm)", min=0.0001, max=10000, step=0.0001, value=1.0)
+        self.dx = FloatSpinBox(label="x pixel (µm)", min=0.0001, max=10000, step=0.0001, value=1.0)
+        self.mode = RadioButtons(label="job", choices=list(logic.MODES), value="train and restore")
+        self.minutes = FloatSpinBox(label="budget (min)", min=0.01, max=1440, step=0.5, value=5.0)
+        self.device = ComboBox(label="device", choices=list(logic.DEVICES), value="auto")
+        self.model = FileEdit(label="saved model", mode="r", filter="*.pt")
+        self.save_model = FileEdit(label="save model to", mode="w", filter="*.pt")
+        self.resume = CheckBox(text="continue an interrupted training")
+        self.run_button = PushButton(text="Restore")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
+        self.status = Label(label="status", value="ready")
+        self.qc = Label(label="isotropy", value="")
+        self.extend([self.layer, self.dz, self.dy, self.dx, self.mode, self.minutes, self.device, self.model,
+                     self.save_model, self.resume, self.run_button, self.cancel_button, self.progress,
+                     self.status, self.qc])
+        self.layer.changed.connect(self.prefill)
+        self.mode.changed.connect(self.show_mode)
+        self.run_button.changed.connect(self.start)
+        self.cancel_button.changed.connect(self.cancel)
+        self.show_mode()
+        self.prefill()
+
+    def prefill(self, _value: Any = None) -> None:
+        """Voxel sizes from the chosen layer's scale (µm); the user may edit them."""
+        layer = self.layer.value
+        if layer is not None and layer.ndim >= 3:
+            self.dz.value, self.dy.value, self.dx.value = logic.spacing_from_scale(layer.scale)
+
+    def show_mode(self, _value: Any = None) -> None:
+        """Training fields for "train and restore", the model field for "apply a saved model"."""
+        train = logic.MODES[self.mode.value] == "train"
+        for widget in (self.minutes, self.save_model, self.resume):
+            widget.visible = train
+        self.model.visible = not train
+
+    def request(self) -> logic.RestoreRequest:
+        """The job the fields describe."""
+        return logic.RestoreRequest(
+            spacing=(self.dz.value, self.dy.value, self.dx.value), mode=logic.MODES[self.mode.value],
+            minutes=self.minutes.value, device=self.device.value, model=logic.optional_path(self.model.value),
+            save_model=logic.optional_path(self.save_model.value), resume=self.resume.value,
+            options=dict(self.options))
+
+    def start(self, _value: Any = None) -> None:
+        """Check the request, then run the job in a background thread."""
+        layer = self.layer.value
+        try:
+            if layer is None:
+                raise SelfnetError("open or pick an image layer first")
+            req = logic.check_request(self.request())
+            stack = self.stack_of(layer)
+        except SelfnetError as err:
+            show_error(f"selfnet: {err}")
+            return
+        self.token = CancelToken()
+        self.worker = create_worker(logic.job_generator, stack, req, layer.name, self.token, _start_thread=False)
+        self.worker.yielded.connect(self.on_progress)
+        self.worker.returned.connect(self.on_result)
+        self.worker.finished.connect(self.on_finished)
+        self.run_button.enabled, self.cancel_button.enabled = False, True
+        self.status.value, self.qc.value, self.progress.value = "starting", "", 0
+        self.worker.start()
+
+    def cancel(self, _value: Any = None) -> None:
+        """Stop the job at its next safe point; training saves its checkpoint first."""
+        if self.token is not None:
+            self.token.cancel()
+            self.status.value = "cancelling (the checkpoint is saved first)"
+
+    def on_progress(self, event: Any) -> None:
+        """Progress bar and stage line."""
+        self.progress.max = max(int(event.total), 1)
+        self.progress.value = min(int(event.done), self.progress.max)
+        self.status.value = logic.progress_text(event)
+
+    def on_result(self, result: logic.JobResult) -> None:
+        """Add the isotropic layer and its QC, or say why the job stopped."""
+        self.last_result = result
+        if result.cancelled or result.failed:
+            self.status.value = ("cancelled: " if result.cancelled else "failed: ") + result.message
+            (show_info if result.cancelled else show_error)(f"selfnet: {result.message}")
+            return
+        self.viewer.add_image(result.data, name=result.name, scale=result.spacing, units=UNITS,
+                              metadata={"selfnet": {"spacing": list(result.spacing or ()), "path": str(result.path or "")}})
+        self.qc.value = result.qc
+        self.status.value = "done" + (f": written to {result.path}" if result.path else "")
+
+    def on_finished(self) -> None:
+        """Buttons back to idle."""
+        self.run_button.enabled, self.cancel_button.enabled = True, False
+        self.token = None
+
+
+class QCWidget(_LayerWidget):
+    """Isotropy and resolution (FWHM, µm) of a layer; with a restored layer, before and after."""
+
+    def __init__(self, viewer: "napari.viewer.Viewer") -> None:
+        super().__init__(viewer)
+        self.worker: Any = None
+        self.layer = ComboBox(label="stack", choices=self.image_layers)
+        self.restored = ComboBox(label="restored (optional)", choices=self.restored_choices, nullable=True)
+        self.measure_button = PushButton(text="Measure")
+        self.result = Label(label="result", value="")
+        self.extend([self.layer, self.restored, self.measure_button, self.result])
+        self.measure_button.changed.connect(self.start)
+
+    def restored_choices(self, _widget: Any = None) -> list[Any]:
+        """No second layer, or any image layer."""
+        return [None, *self.image_layers()]
+
+    def start(self, _value: Any = None) -> None:
+        """Measure in a background thread; the result (or error) shows when done."""
+        layer, after = self.layer.value, self.restored.value
+        if layer is None:
+            show_error("selfnet: open or pick an image layer first")
+            return
+        try:
+            args = (self.stack_of(layer), logic.spacing_from_scale(layer.scale),
+                    None if after is None else self.stack_of(after),
+                    None if after is None else logic.spacing_from_scale(after.scale))
+        except SelfnetError as err:
+            show_error(f"selfnet: {err}")
+            return
+        self.worker = create_worker(logic.measure_or_error, *args, _start_thread=False)
+        self.worker.returned.connect(self.on_result)
+        self.measure_button.enabled = False
+        self.worker.finished.connect(lambda: setattr(self.measure_button, "enabled", True))
+        self.result.value = "measuring…"
+        self.worker.start()
+
+    def on_result(self, text: tuple[bool, str]) -> None:
+        """Show the measure, or the one-line reason it could not be made."""
+        ok, message = text
+        self.result.value = message if ok else ""
+        if not ok:
+            show_error(f"selfnet: {message}")
+
+
+__all__ = ["QCWidget", "RestoreWidget"]
