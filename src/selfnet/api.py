@@ -293,8 +293,12 @@ def _train(vol: Volume, cfg: TrainConfig, device: Any, rep: _Reporter, checkpoin
         found = checkpoint.is_file()
         log.info(f"--resume: {'continuing from' if found else 'no checkpoint'} {checkpoint}"
                  f"{'' if found else ', training from the start'}")
-    return train_model(subset.data, subset.spacing, cfg, device, on_step=rep.train_step, checkpoint=checkpoint,
-                       resume=resume, normalizer=normalizer, cancel=cancel)
+    model = train_model(subset.data, subset.spacing, cfg, device, on_step=rep.train_step, checkpoint=checkpoint,
+                        resume=resume, normalizer=normalizer, cancel=cancel)
+    from selfnet.export.info import stack_provenance  # export/info: training stack name, hash, date
+
+    model.summary.update(stack_provenance(vol.data, vol.path, vol.spacing))
+    return model
 
 
 def _checkpoint_for(output: Path, resume: bool, overwrite: bool) -> Path:
@@ -608,5 +612,33 @@ def _report_file(folder: Path, name: str, overwrite: bool) -> Path:
     return check_output_path(folder / name, overwrite=overwrite, suffixes=(".html",))
 
 
-__all__ = ["ProgressEvent", "Restored", "RunResult", "CancelToken", "Cancelled", "open_volume", "qc", "restore",
-           "run", "train"]
+# --- export / info (bioimage.io packages, provenance; selfnet.export) ----------------------------------
+
+
+def export(model: str | Path, output: str | Path, *, interpolated_input: bool = False, sample: Source | None = None,
+           spacing: Spacing | None = None, overwrite: bool = False) -> Path:
+    """Write MODEL (a ``.pt`` or an exported ``.zip``) as a bioimage.io model package ``output`` (``.zip``).
+
+    ``interpolated_input``: the package takes a stack already z-interpolated to isotropic voxels and
+    returns the same size. ``sample`` (a stack like the training one) gives the test tensors and cover;
+    without it a synthetic phantom at the model's z/xy ratio is used. Needs ``selfnet[bioimageio]``.
+    """
+    from selfnet.export.bioimageio import export_package
+    from selfnet.export.zipped import original_model_bytes
+
+    check_output_path(output, overwrite=overwrite, suffixes=(".zip",))
+    net = Model.load(model)
+    data = None if sample is None else np.asarray(open_volume(sample, spacing).data, dtype=np.float32)
+    return export_package(net, original_model_bytes(Path(model)), output, interpolated_input=interpolated_input,
+                          sample=data, overwrite=overwrite)
+
+
+def info(model: str | Path) -> dict[str, Any]:
+    """Provenance of a model file or exported package: voxel sizes, ratio, training stack, settings, versions, date."""
+    from selfnet.export.info import provenance
+
+    return provenance(Model.load(model), model)
+
+
+__all__ = ["ProgressEvent", "Restored", "RunResult", "CancelToken", "Cancelled", "export", "info", "open_volume",
+           "qc", "restore", "run", "train"]

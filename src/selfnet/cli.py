@@ -1,4 +1,4 @@
-"""Command line: ``selfnet run | train | restore | qc | demo``. Turns options into :mod:`selfnet.api` calls.
+"""Command line: ``selfnet run | train | restore | qc | demo | export | info``. Turns options into :mod:`selfnet.api` calls.
 
 Nothing here knows how the job is done: each command builds the typed option objects, calls the
 facade and prints its result. Errors a user can cause print one line on stderr and exit 2; Ctrl-C
@@ -229,6 +229,41 @@ def demo(
                       progress=_progress(quiet))
     typer.echo(result.table())
     typer.echo(f"selfnet: demo outputs in {out}/ (figure: {result.figure.name})", err=True)
+
+
+# --- export / info (selfnet.export) ---
+
+
+@app.command()
+def export(
+    model: Annotated[Path, typer.Argument(help="Model file written by `selfnet train` (.pt) or an exported .zip.", show_default=False)],
+    bioimageio: Annotated[Path, typer.Option("--bioimageio", help="bioimage.io model package to write (.zip).")],
+    interpolated_input: Annotated[bool, typer.Option("--interpolated-input", help="Package for tools that only run same-size models: input already z-interpolated to isotropic voxels, output the same size.")] = False,
+    sample: Annotated[Optional[Path], typer.Option("--sample", help="A stack like the training one, for the package's test tensors and cover (default: a synthetic phantom).")] = None,
+    lateral_um: LateralOpt = None, axial_um: AxialOpt = None, overwrite: OverwriteOpt = False,
+) -> None:
+    """Write MODEL as a bioimage.io model package (for bioimageio.core, deepImageJ in Fiji, sharing)."""
+    read = _read(lateral_um, axial_um, None, None, None)
+    out = api.export(model, bioimageio, interpolated_input=interpolated_input,
+                     sample=None if sample is None else api.open_volume(sample, read=read), overwrite=overwrite)
+    typer.echo(f"selfnet: wrote {out} (bioimage.io model, "
+               f"{'z-interpolated' if interpolated_input else 'raw'} input)", err=True)
+
+
+@app.command()
+def info(
+    model: Annotated[Path, typer.Argument(help="Model file (.pt) or bioimage.io package (.zip) written by selfnet.", show_default=False)],
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of lines.")] = False,
+) -> None:
+    """Print a model's provenance: voxel sizes, ratio, training stack, settings, steps, versions, date."""
+    import json
+
+    record = api.info(model)
+    if json_out:
+        typer.echo(json.dumps(record, ensure_ascii=False))
+        return
+    for key, value in record.items():
+        typer.echo(f"{key}: {json.dumps(value) if isinstance(value, dict) else value}")
 
 
 @app.callback(invoke_without_command=True)

@@ -7,6 +7,7 @@ training config, the z/xy ratio, voxel sizes, normalisation, package version and
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,12 +90,15 @@ class Model:
 
     @classmethod
     def load(cls, path: str | Path) -> Model:
-        """Read a model file; corrupt, truncated or foreign files raise :class:`ModelError`."""
+        """Read a model file (or the one attached to a ``selfnet export`` bioimage.io zip); bad files raise :class:`ModelError`."""
+        from selfnet.export.zipped import is_package, packaged_model_bytes
+
         path = Path(path)
         if not path.is_file():
             raise ModelError(f"model file not found: {path}")
+        source: Any = io.BytesIO(packaged_model_bytes(path)) if is_package(path) else path
         try:
-            raw = torch.load(path, map_location="cpu", weights_only=True)
+            raw = torch.load(source, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any failure to unpickle a foreign file is a bad model file
             raise ModelError(f"{path} is not a readable selfnet model ({type(exc).__name__})") from None
         return cls.from_dict(raw, source=str(path))

@@ -67,6 +67,16 @@ def packaged_model_bytes(path: str | Path) -> bytes:
         raise ModelError(f"{path} is a damaged bioimage.io package ({type(exc).__name__})") from None
 
 
+def original_model_bytes(path: str | Path) -> bytes:
+    """The selfnet model file's bytes: the file itself, or the one attached to a package."""
+    if is_package(path):
+        return packaged_model_bytes(path)
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ModelError(f"cannot read {path}: {exc.strerror}") from None
+
+
 def package_notes(path: str | Path) -> dict[str, Any]:
     """What ``selfnet info`` adds for a package: format, weights, variant and export date."""
     if not is_package(path):
