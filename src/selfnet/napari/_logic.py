@@ -123,21 +123,29 @@ def run_job(stack: Any, req: RestoreRequest, name: str, progress: api.ProgressFn
             model: Any = Path(req.model)  # type: ignore[arg-type]
         else:
             model = api.train(data, req.spacing, output=req.save_model, resume=req.resume, device=req.device,
-                              progress=progress, cancel=cancel, max_minutes=req.minutes, **req.options)
+                              progress=progress, cancel=cancel, **{**req.options, "max_minutes": req.minutes})
         out = result_path(req, data.shape, name)
         restored = api.restore(data, model, req.spacing, output=out, device=req.device, progress=progress,
                                cancel=cancel, overwrite=req.output is not None)
     except Cancelled as stop:
-        return JobResult(name, cancelled=True, message=stop.hint())
-    progress(api.ProgressEvent("qc", 0, 1))
+        return JobResult(name, cancelled=True, message=widget_hint(stop.hint()))
+    progress(api.ProgressEvent("qc", 0, 0))  # no steps: a busy bar
     iso = restored.data if restored.data is not None else read_volume(restored.path, lazy=True).data
     report = api.qc(data, restored.data if restored.data is not None else restored.path, model, spacing=req.spacing)
     return JobResult(f"{name} isotropic", iso, restored.spacing, restored.path, qc_text(report))
 
 
+def widget_hint(hint: str) -> str:
+    """A cancel hint in the widget's words: its checkbox, not the CLI's ``--resume``."""
+    return hint.replace("rerun the same command with --resume",
+                        'tick "continue an interrupted training" and press Restore')
+
+
 def iter_job(job: Callable[[api.ProgressFn], T], cancel: CancelToken | None = None,
              interval: float = PROGRESS_INTERVAL_S) -> Iterator[api.ProgressEvent | T]:
-    """Run ``job(progress)`` in a thread; yield its progress events (at most one per ``interval``), return its value.
+    """Run ``job(progress)`` in a thread; yield its progress events, return its value.
+
+    Events are thinned to one per ``interval``, keeping each stage's first and last.
 
     Errors in the job are raised here. If the generator is closed early, ``cancel`` is set and the job is awaited.
     """
@@ -151,7 +159,7 @@ def iter_job(job: Callable[[api.ProgressFn], T], cancel: CancelToken | None = No
 
     thread = threading.Thread(target=target, name="selfnet-job", daemon=True)
     thread.start()
-    last = 0.0
+    last, stage = 0.0, None
     try:
         while True:
             kind, value = events.get()
@@ -160,8 +168,8 @@ def iter_job(job: Callable[[api.ProgressFn], T], cancel: CancelToken | None = No
             if kind == "done":
                 return value
             now = time.monotonic()
-            if now - last >= interval or value.done >= value.total:
-                last = now
+            if now - last >= interval or value.done >= value.total or value.stage != stage:
+                last, stage = now, value.stage
                 yield value
     finally:
         if thread.is_alive() and cancel is not None:
@@ -185,11 +193,10 @@ def optional_path(value: Any) -> Path | None:
 
 
 def progress_text(event: api.ProgressEvent) -> str:
-    """``training (stage 1): step 12 / 50`` and the like."""
-    labels = {"stage1": "training (stage 1)", "stage2": "training (stage 2)", "restoring": "restoring",
-              "blocks": "restoring blocks", "qc": "measuring isotropy"}
-    label = labels.get(event.stage, event.stage)
-    return label if event.total <= 1 and event.stage == "qc" else f"{label}: {event.done} / {event.total}"
+    """``training stage 1 (CycleGAN): 12 / 50`` and the like; just the stage when it has no steps."""
+    labels = {"restoring": "restoring slices", "blocks": "restoring blocks", "qc": "measuring isotropy"}
+    label = labels.get(event.stage, f"training {event.stage}" if event.stage.startswith("stage") else event.stage)
+    return f"{label}: {event.done} / {event.total}" if event.total > 0 else label
 
 
 def qc_text(result: Any) -> str:

@@ -53,7 +53,7 @@ class RestoreWidget(_LayerWidget):
 
     def __init__(self, viewer: "napari.viewer.Viewer") -> None:
         super().__init__(viewer)
-        self.options: dict[str, Any] = {}  # extra training-config fields (tests use tiny ones)
+        self.train_options: dict[str, Any] = {}  # extra training-config fields (tests use tiny ones)
         self.worker: Any = None
         self.token: CancelToken | None = None
         self.last_result: logic.JobResult | None = None
@@ -101,7 +101,7 @@ class RestoreWidget(_LayerWidget):
             spacing=(self.dz.value, self.dy.value, self.dx.value), mode=logic.MODES[self.mode.value],
             minutes=self.minutes.value, device=self.device.value, model=logic.optional_path(self.model.value),
             save_model=logic.optional_path(self.save_model.value), resume=self.resume.value,
-            options=dict(self.options))
+            options=dict(self.train_options))
 
     def start(self, _value: Any = None) -> None:
         """Check the request, then run the job in a background thread."""
@@ -131,7 +131,7 @@ class RestoreWidget(_LayerWidget):
 
     def on_progress(self, event: Any) -> None:
         """Progress bar and stage line."""
-        self.progress.max = max(int(event.total), 1)
+        self.progress.max = int(event.total)  # 0: a busy bar
         self.progress.value = min(int(event.done), self.progress.max)
         self.status.value = logic.progress_text(event)
 

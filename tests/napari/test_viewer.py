@@ -1,0 +1,100 @@
+"""The plugin in a real napari viewer (pytest-qt's ``make_napari_viewer``); needs a display: ``xvfb-run -a``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.napari.conftest import CHANNEL_SPACING, gui_skip_reason
+
+SKIP = gui_skip_reason()
+pytestmark = pytest.mark.skipif(SKIP is not None, reason=SKIP or "")
+WAIT_MS = 60_000
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    return make_napari_viewer()
+
+
+def _restore_widget(viewer, fast_options, **fields):
+    from selfnet.napari._widget import RestoreWidget
+
+    widget = RestoreWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="selfnet restore")
+    widget.train_options = fast_options
+    widget.device.value = "cpu"
+    for name, value in fields.items():
+        getattr(widget, name).value = value
+    return widget
+
+
+def test_reader_opens_two_calibrated_channels(viewer, two_channel_tif):
+    layers = viewer.open(str(two_channel_tif), plugin="selfnet")
+    assert [layer.name for layer in layers] == ["two_channels [c0]", "two_channels [c1]"]
+    for layer in layers:
+        assert layer.data.shape == (6, 32, 40)
+        np.testing.assert_allclose(layer.scale, CHANNEL_SPACING)
+
+
+def test_restore_widget_adds_an_isotropic_layer(viewer, qtbot, tiny_phantom, fast_options):
+    raw = viewer.add_image(tiny_phantom.raw, name="raw", scale=tiny_phantom.spacing_raw)
+    widget = _restore_widget(viewer, fast_options, minutes=0.1)
+    assert widget.layer.value is raw
+    assert (widget.dz.value, widget.dy.value, widget.dx.value) == pytest.approx(tiny_phantom.spacing_raw)
+    widget.run_button.clicked.emit()
+    assert not widget.run_button.enabled and widget.cancel_button.enabled
+    qtbot.waitUntil(lambda: widget.last_result is not None and widget.run_button.enabled, timeout=WAIT_MS)
+    iso = viewer.layers["raw isotropic"]
+    dx = tiny_phantom.spacing_raw[2]
+    z, y, x = tiny_phantom.raw.shape
+    assert iso.data.shape == (int((z - 1) * tiny_phantom.k) + 1, y, x)
+    np.testing.assert_allclose(iso.scale, (dx, dx, dx))
+    assert "→" in widget.qc.value and widget.status.value.startswith("done")
+
+
+def test_cancel_leaves_nothing_half_done(viewer, qtbot, tiny_phantom, fast_options, tmp_path):
+    viewer.add_image(tiny_phantom.raw, name="raw", scale=tiny_phantom.spacing_raw)
+    model = tmp_path / "model.pt"
+    widget = _restore_widget(viewer, {**fast_options, "epochs": 100}, save_model=model)
+    widget.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: widget.status.value.startswith("training"), timeout=WAIT_MS)
+    widget.cancel_button.clicked.emit()
+    qtbot.waitUntil(lambda: widget.last_result is not None and widget.run_button.enabled, timeout=WAIT_MS)
+    assert widget.last_result.cancelled and widget.status.value.startswith("cancelled")
+    assert [layer.name for layer in viewer.layers] == ["raw"]  # no result layer
+    [kept] = list(tmp_path.iterdir())  # the checkpoint only: no model, no partial output
+    assert not model.exists() and kept.name.endswith(".ckpt.pt") and "continue" in widget.status.value
+    assert not widget.cancel_button.enabled and widget.token is None
+
+
+def test_qc_widget_measures_before_and_after(viewer, qtbot, tiny_phantom):
+    from selfnet.napari._widget import QCWidget
+
+    dx = tiny_phantom.spacing_raw[2]
+    viewer.add_image(tiny_phantom.raw, name="raw", scale=tiny_phantom.spacing_raw)
+    after = viewer.add_image(tiny_phantom.gt_lateral[tiny_phantom.iso_slice()], name="iso", scale=(dx, dx, dx))
+    widget = QCWidget(viewer)
+    widget.layer.value, widget.restored.value = viewer.layers["raw"], after
+    widget.measure_button.clicked.emit()
+    qtbot.waitUntil(lambda: "→" in widget.result.value, timeout=WAIT_MS)
+    assert widget.result.value.startswith("isotropy")
+
+
+def test_sample_and_widgets_load_through_the_manifest(viewer):
+    layers = viewer.open_sample("selfnet", "neurites")
+    assert layers[0].data.ndim == 3 and layers[0].scale[0] == pytest.approx(4 * layers[0].scale[2])
+    dock, widget = viewer.window.add_plugin_dock_widget("selfnet", "Restore isotropic")
+    assert widget.layer.value is layers[0]
+    assert widget.dz.value == pytest.approx(layers[0].scale[0])
+    viewer.window.add_plugin_dock_widget("selfnet", "Isotropy QC")
+
+
+def test_writer_saves_a_layer_with_its_scale(viewer, tmp_path):
+    from selfnet.io import read_volume
+
+    viewer.add_image(np.ones((4, 8, 8), np.float32), name="stack", scale=(2.0, 0.5, 0.5))
+    [written] = viewer.layers.save(str(tmp_path / "stack.ome.tif"), selected=False, plugin="selfnet")
+    assert read_volume(Path(written)).spacing == pytest.approx((2.0, 0.5, 0.5))
