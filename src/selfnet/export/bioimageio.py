@@ -180,7 +180,7 @@ def _scaling(model: Model) -> tuple[float, float]:
 
 
 def write_cover(path: Path, before: np.ndarray, after: np.ndarray, g: Geometry) -> Path:
-    """A 2:1 PNG: the XZ slice through the middle of the stack, z-interpolated (left) and restored (right)."""
+    """A 2:1 PNG: XZ maximum projections (over y) of the z-interpolated input (left) and the restoration (right)."""
     from matplotlib.image import imsave
     from skimage.transform import resize
 
@@ -188,8 +188,7 @@ def write_cover(path: Path, before: np.ndarray, after: np.ndarray, g: Geometry) 
         from selfnet.method.resample import zinterp
 
         before = zinterp(before, g.ratio)[: after.shape[0]]
-    y = before.shape[1] // 2
-    panels = [before[:, y, :], after[:, y, :]]
+    panels = [before.max(axis=1), after.max(axis=1)]
     lo, hi = np.percentile(panels[0], (0.5, 99.8))
     side = 256
     tiles = [resize(np.clip((p - lo) / max(hi - lo, 1e-6), 0, 1), (side, side), order=0) for p in panels]
