@@ -162,8 +162,12 @@ def _read_path(path: Path, read: ReadOptions, lazy: bool) -> Volume:
 @contextlib.contextmanager
 def _damaged_pixels_are_input_errors(path: Path) -> Iterator[None]:
     """Decoding a damaged compressed file fails in codec-specific ways: report it as one line."""
+    from selfnet.io.source import DamagedDataError
+
     try:
         yield
+    except DamagedDataError as err:
+        raise InputError(f"cannot read {path}: {err}") from None
     except (SelfnetError, MemoryError, KeyboardInterrupt):
         raise
     except Exception as exc:  # noqa: BLE001 - zlib, imagecodecs, zarr and dask errors have no common base
@@ -440,6 +444,7 @@ def _restore_blocks(vol: Volume, model: Model, output: Path, spec: OutputSpec, c
     meta = {"selfnet_version": __version__, "source": str(vol.path), "model_ratio": model.ratio}
     t0 = time.perf_counter()
     res = restore_with_cluster(vol, model, output, workers=cluster.workers, scheduler=cluster.scheduler,
+                               tls_ca_file=cluster.tls_ca_file, tls_cert=cluster.tls_cert, tls_key=cluster.tls_key,
                                on_block=rep.block_step, device=device, dtype=spec.dtype, overwrite=spec.overwrite,
                                resume=spec.resume, pyramid=spec.pyramid, block=spec.block,
                                ngff_version=spec.ngff, force=force, metadata=meta, views=views, cancel=cancel)

@@ -47,7 +47,10 @@ TrainResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an inte
 ChunkedOpt = Annotated[bool, typer.Option("--chunked", help="Restore block by block in bounded memory (automatic for .zarr outputs and large stacks).")]
 BlockOpt = Annotated[Optional[str], typer.Option("--block", help="Block size in output voxels: N or Z,Y,X, multiples of 8 (default 256). Implies --chunked.")]
 WorkersOpt = Annotated[Optional[int], typer.Option("--workers", help="Restore blocks on a local Dask cluster of N processes. Implies --chunked.")]
-SchedulerOpt = Annotated[Optional[str], typer.Option("--scheduler", help="Restore blocks on a running Dask cluster, e.g. tcp://host:8786 (workers need selfnet and the same paths). Implies --chunked.")]
+SchedulerOpt = Annotated[Optional[str], typer.Option("--scheduler", help="Restore blocks on a running Dask cluster you trust, e.g. tls://host:8786 (workers need selfnet and the same paths; tcp:// is unencrypted and warned about off this machine). Implies --chunked.")]
+TlsCaOpt = Annotated[Optional[Path], typer.Option("--tls-ca-file", help="With --scheduler tls://: the CA certificate (PEM) that signed the scheduler's certificate.")]
+TlsCertOpt = Annotated[Optional[Path], typer.Option("--tls-cert", help="With --scheduler tls://: this client's certificate (PEM).")]
+TlsKeyOpt = Annotated[Optional[Path], typer.Option("--tls-key", help="With --scheduler tls://: this client's private key (PEM), unless --tls-cert holds it.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run: training from its checkpoint OUTPUT.ckpt.pt, a chunked restore from the blocks already written.")]
 PyramidOpt = Annotated[bool, typer.Option("--pyramid", help="Add 2x down-sampled levels to an OME-Zarr output, for viewers.")]
 LevelOpt = Annotated[int, typer.Option("--level", help="Multiscale level of an OME-Zarr input (0 = full resolution).")]
@@ -80,6 +83,11 @@ def _read(lateral_um: float | None, axial_um: float | None, timepoint: int | Non
                             axes=axes, level=level)
 
 
+def _cluster(workers: int | None, scheduler: str | None, ca_file: Path | None, cert: Path | None,
+             key: Path | None) -> ClusterSpec:
+    return ClusterSpec.make(workers=workers, scheduler=scheduler, tls_ca_file=ca_file, tls_cert=cert, tls_key=key)
+
+
 def _progress(quiet: bool) -> bool:
     return not quiet
 
@@ -109,6 +117,7 @@ def run(
     config: ConfigOpt = None, dtype: DtypeOpt = "float32", overwrite: OverwriteOpt = False, quiet: QuietOpt = False,
     chunked_: ChunkedOpt = False, block: BlockOpt = None, workers: WorkersOpt = None, scheduler: SchedulerOpt = None,
     resume: ResumeOpt = False, pyramid: PyramidOpt = False, level: LevelOpt = 0, ngff: NgffOpt = "0.4",
+    tls_ca_file: TlsCaOpt = None, tls_cert: TlsCertOpt = None, tls_key: TlsKeyOpt = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="Do not write the HTML QC report OUTPUT.report.html.")] = False,
     axes: AxesOpt = None, lateral_fwhm: LateralFwhmOpt = None,
 ) -> None:
@@ -117,7 +126,7 @@ def run(
                            pyramid=pyramid, ngff=ngff)
     with _stops_cleanly():
         result = api.run(input, output, read=_read(lateral_um, axial_um, timepoint, channel, axes, level), spec=spec,
-                         cluster=ClusterSpec.make(workers=workers, scheduler=scheduler), config=config, device=device,
+                         cluster=_cluster(workers, scheduler, tls_ca_file, tls_cert, tls_key), config=config, device=device,
                          save_model=save_model, report=not no_report, lateral_fwhm=lateral_fwhm,
                          progress=_progress(quiet), cancel=_CANCEL, max_minutes=max_minutes, epochs=epochs, seed=seed)
     typer.echo(_restored_line(result.restored, result.train_seconds), err=True)
@@ -158,7 +167,7 @@ def restore(
     quiet: QuietOpt = False,
     chunked_: ChunkedOpt = False, block: BlockOpt = None, workers: WorkersOpt = None, scheduler: SchedulerOpt = None,
     resume: ResumeOpt = False, pyramid: PyramidOpt = False, level: LevelOpt = 0, ngff: NgffOpt = "0.4",
-    axes: AxesOpt = None,
+    axes: AxesOpt = None, tls_ca_file: TlsCaOpt = None, tls_cert: TlsCertOpt = None, tls_key: TlsKeyOpt = None,
 ) -> None:
     """Restore INPUT with a trained MODEL."""
     spec = OutputSpec.make(dtype=dtype, overwrite=overwrite, resume=resume, chunked=chunked_, block=block,
@@ -166,7 +175,7 @@ def restore(
     with _stops_cleanly():
         restored = api.restore(input, model, output=output, read=_read(lateral_um, axial_um, timepoint, channel, axes,
                                                                        level),
-                               spec=spec, cluster=ClusterSpec.make(workers=workers, scheduler=scheduler), device=device,
+                               spec=spec, cluster=_cluster(workers, scheduler, tls_ca_file, tls_cert, tls_key), device=device,
                                force=force, progress=_progress(quiet), cancel=_CANCEL)
     typer.echo(_restored_line(restored, None), err=True)
 

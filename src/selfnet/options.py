@@ -90,10 +90,28 @@ class OutputSpec(_Options):
 
 
 class ClusterSpec(_Options):
-    """Where blocks run: in-process (default), a local Dask cluster of ``workers``, or a ``scheduler``."""
+    """Where blocks run: in-process (default), a local Dask cluster of ``workers``, or a ``scheduler``.
+
+    A ``tls://`` scheduler is reached with the CA file, certificate and key given here (PEM files),
+    or with Dask's own ``distributed.comm.tls`` settings when none is given.
+    """
 
     workers: int | None = Field(None, ge=1)
     scheduler: str | None = None
+    tls_ca_file: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @field_validator("tls_ca_file", "tls_cert", "tls_key", mode="before")
+    @classmethod
+    def _pem_file(cls, value: Any, info: Any) -> str | None:
+        if value is None:
+            return None
+        flag = "--" + str(info.field_name).replace("_", "-")
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise ValueError(f"{flag} {value}: no such file")
+        return str(path.resolve())
 
     @property
     def used(self) -> bool:
@@ -104,6 +122,8 @@ class ClusterSpec(_Options):
     def _one_kind(self) -> ClusterSpec:
         if self.workers and self.scheduler:
             raise ValueError("use either --workers or --scheduler, not both")
+        if (self.tls_ca_file or self.tls_cert or self.tls_key) and not self.scheduler:
+            raise ValueError("--tls-ca-file/--tls-cert/--tls-key go with --scheduler tls://HOST:PORT")
         return self
 
 

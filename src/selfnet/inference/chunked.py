@@ -14,7 +14,7 @@ import resource
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from selfnet.inference.plan import BlockPlan, choose_halo, parse_block
 from selfnet.inference.resume import PROGRESS_DIR, _open_or_create, done_blocks
 from selfnet.inference.slices import VIEWS, check_ratio
 from selfnet.io import Volume
-from selfnet.io.source import SourceSpec
+from selfnet.io.source import DamagedDataError, SourceSpec
 from selfnet.io.zarr import DEFAULT_NGFF, add_pyramid, check_zarr_output, finalize_store
 from selfnet.model import Model
 
@@ -108,16 +108,17 @@ def restore_chunked(vol: Volume, model: Model, output: str | Path, *, block: Seq
     if on_block:
         on_block(finished, total)
     worker_rss = None
-    if client is None:
-        for index in todo:
-            _check_cancel(cancel, store)
-            _write_block(job, vol.data, index, net, torch_device)
-            finished += 1
-            if on_block:
-                on_block(finished, total)
-    else:
-        _run_distributed(client, job, vol, model, todo, finished, total, on_block, cancel)
-        worker_rss = _worker_peak(client)
+    with _damaged_input_keeps_blocks(vol, store):
+        if client is None:
+            for index in todo:
+                _check_cancel(cancel, store)
+                _write_block(job, vol.data, index, net, torch_device)
+                finished += 1
+                if on_block:
+                    on_block(finished, total)
+        else:
+            _run_distributed(client, job, vol, model, todo, finished, total, on_block, cancel)
+            worker_rss = _worker_peak(client)
     levels = _finish(store, spacing, pyramid, client)
     return ChunkedResult(store, plan.out_shape, spacing, total, len(todo), time.perf_counter() - t0, levels,
                          peak_rss(), worker_rss, {"halo": plan.halo, "block": plan.block})
@@ -127,6 +128,17 @@ def _already_complete(store: Path, plan: BlockPlan, spacing: tuple[float, float,
     levels = len([k for k in os.listdir(store) if k.isdigit()])
     return ChunkedResult(store, plan.out_shape, spacing, len(plan.indices()), 0, time.perf_counter() - t0,
                          levels, peak_rss())
+
+
+@contextlib.contextmanager
+def _damaged_input_keeps_blocks(vol: Volume, store: Path) -> Iterator[None]:
+    """A block whose input cannot be decoded stops the restore with one line; finished blocks stay resumable."""
+    try:
+        yield
+    except DamagedDataError as err:
+        kept = len(done_blocks(store))
+        raise DamagedDataError(f"cannot read {vol.path or 'the input'}: {err}; the {kept} finished blocks are kept "
+                               f"in {store}: repair or replace the input, then rerun with --resume") from None
 
 
 def _check_cancel(cancel: CancelToken | None, store: Path) -> None:

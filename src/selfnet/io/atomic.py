@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     an existing file at ``path`` is left untouched.
     """
     final = Path(path)
+    remove_stale_temps(final)
     temp = final.with_name(_temp_name(final.name))
     try:
         yield temp
@@ -31,6 +33,39 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     except BaseException:
         _remove_quietly(temp)
         raise
+
+
+def remove_stale_temps(path: str | Path) -> list[Path]:
+    """Delete hidden temporaries of ``path`` left by writers that died (kill -9, power loss); return them.
+
+    Only names of the exact ``.STEM.tmp-PID-HEX.SUFFIX`` form are touched, and only when no process
+    with that PID is alive, so a concurrent writer's temporary file is never removed.
+    """
+    final = Path(path)
+    suffix = _full_suffix(final.name)
+    stem = final.name[: len(final.name) - len(suffix)] if suffix else final.name
+    pattern = re.compile(rf"\.{re.escape(stem)}\.tmp-(\d+)-[0-9a-f]{{6}}{re.escape(suffix)}")
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in final.parent.iterdir() if str(final.parent) else Path(".").iterdir():
+            match = pattern.fullmatch(entry.name)
+            if match and entry.is_file() and not _alive(int(match.group(1))):
+                _remove_quietly(entry)
+                removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this PID exists (ours counts as alive)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but belongs to someone else
+        return True
+    return True
 
 
 def _temp_name(name: str) -> str:

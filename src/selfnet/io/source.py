@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from selfnet.errors import ConfigError
+from selfnet.errors import ConfigError, InputError, SelfnetError
 from selfnet.io.volume import Volume
 
 
@@ -20,12 +20,34 @@ def read_region(data: Any, region: tuple[slice, ...]) -> np.ndarray:
 
     Pages of a memory map are dropped afterwards so resident memory does not grow with the file.
     """
-    part = data[region]
-    if hasattr(part, "compute"):
-        part = part.compute(scheduler="synchronous")
-    out = np.array(part, copy=True)
+    try:
+        part = data[region]
+        if hasattr(part, "compute"):
+            part = part.compute(scheduler="synchronous")
+        out = np.array(part, copy=True)
+    except (SelfnetError, MemoryError, IndexError, TypeError, AttributeError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - zlib, imagecodecs, numcodecs, zarr errors have no common base
+        raise DamagedDataError(f"its image data are damaged{_where(region)} ({_reason(exc)})") from None
     _drop_pages(data)
     return out
+
+
+class DamagedDataError(InputError):
+    """A compressed chunk or page of the input cannot be decoded."""
+
+
+def _where(region: tuple[slice, ...]) -> str:
+    """`` at z 4:8, y 0:64`` (bounded axes only) for an error line."""
+    parts = [f"{axis} {s.start or 0}:{s.stop}" for axis, s in zip("zyx", region)
+             if isinstance(s, slice) and s.stop is not None]
+    return f" at {', '.join(parts)}" if parts else ""
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of an exception, or its type name."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__
 
 
 def _drop_pages(data: Any) -> None:

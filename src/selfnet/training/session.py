@@ -19,6 +19,7 @@ import copy
 import hashlib
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -49,8 +50,25 @@ __all__ = [
 CHECKPOINT_FORMAT = "selfnet-checkpoint"
 CHECKPOINT_VERSION = 1
 CHECKPOINT_SUFFIX = ".ckpt.pt"
-DEFAULT_EVERY_S = 60.0
-"""Seconds between periodic checkpoints (a save takes milliseconds for the default nets)."""
+EVERY_S_ENV = "SELFNET_CHECKPOINT_EVERY_S"
+
+
+def _every_s_from_env(default: float = 60.0) -> float:
+    """Seconds between checkpoints: ``default``, or ``$SELFNET_CHECKPOINT_EVERY_S`` (0 = after every step)."""
+    raw = os.environ.get(EVERY_S_ENV)
+    try:
+        value = default if raw is None else float(raw)
+    except ValueError:
+        value = -1.0
+    if not (math.isfinite(value) and value >= 0):
+        warnings.warn(f"{EVERY_S_ENV}={raw!r} is not a number of seconds >= 0: using {default:g}", stacklevel=2)
+        return default
+    return value
+
+
+DEFAULT_EVERY_S = _every_s_from_env()
+"""Seconds between periodic checkpoints (a save takes milliseconds for the default nets); 60 unless
+``SELFNET_CHECKPOINT_EVERY_S`` says otherwise (the fault tests checkpoint after every step)."""
 SNAPSHOT_EVERY = 25
 """Steps between in-memory snapshots of a good (finite) training state."""
 LR_BACKOFF = 0.5
