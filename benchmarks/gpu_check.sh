@@ -6,8 +6,10 @@ set -uo pipefail
 out=${1:-${OUT:-bench_out/gpu}}
 mkdir -p "$out"
 if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site
+  site=$(mktemp -d)                      # private folder: nothing else can plant modules in it
+  trap 'rm -rf "$site"' EXIT
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl || exit 1
+  export PYTHONPATH="$site"
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
