@@ -22,7 +22,9 @@ from selfnet.io import (
 )
 
 SHAPE = (6, 16, 16)
-DATA_DIR = Path("/work/shared/data")
+REPO = Path(__file__).resolve().parents[3]
+DATA_DIR = REPO.parent / "shared" / "data"
+"""The real stacks live in ``../shared/data`` beside the repository (see README, "Real data")."""
 
 
 def _stack(shape: tuple[int, ...] = SHAPE, dtype: str = "uint16") -> np.ndarray:
@@ -460,7 +462,7 @@ def test_to_dtype_float32_passes_through() -> None:
         to_dtype(data, "float64")
 
 
-# --- real data (skipped where /work/shared/data is absent) ---------------------------------
+# --- real data (skipped where ../shared/data beside the repository is absent) -------------
 
 
 @pytest.mark.parametrize(
