@@ -4,7 +4,8 @@
 
 Restore throughput counts the whole `selfnet restore` command (process start, reading, inference,
 writing) in Mvox/s of OUTPUT voxels, and also the in-process restore alone. Peak RSS is that of the
-restore subprocess. Prints markdown tables with the device and torch version.
+restore subprocess itself (``wait4`` of that one command, through a small launcher, so an earlier, bigger child never shows
+up in a later row). Prints markdown tables with the device and torch version.
 """
 
 from __future__ import annotations
@@ -30,17 +31,45 @@ from selfnet.training.loop import train_model
 
 
 def restore_command(raw_path: Path, model_path: Path, out_path: Path, device: str) -> tuple[float, float]:
-    """Wall time and peak RSS (MiB) of one `selfnet restore` subprocess."""
+    """Wall time and peak RSS (MiB) of one `selfnet restore` subprocess: its own peak, not any earlier child's."""
     cmd = [sys.executable, "-m", "selfnet", "restore", str(raw_path), "--model", str(model_path), "-o",
            str(out_path), "--device", device, "--overwrite", "--quiet"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    code, stderr, maxrss = run_measured(cmd)
     wall = time.perf_counter() - t0
-    if proc.returncode:
-        sys.exit(proc.stderr)
-    rss = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
-    return wall, rss
+    if code:
+        sys.exit(stderr)
+    return wall, peak_rss_mib(maxrss)
+
+
+_LAUNCHER = """import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as fh:
+    fh.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_measured(cmd: list[str]) -> tuple[int, str, int]:
+    """Run ``cmd``; return its exit status, stderr and its own peak RSS (``ru_maxrss``, ``wait4``).
+
+    A child forked straight from this (torch-sized) process would inherit our high-water mark
+    across ``exec``; a tiny launcher in between forks it from a fresh, small process instead.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "maxrss"
+        proc = subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, str(result), *cmd], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+        maxrss = int(result.read_text()) if result.is_file() else 0
+    return proc.returncode, proc.stderr, maxrss
+
+
+def peak_rss_mib(maxrss: int) -> float:
+    """``ru_maxrss`` in MiB (kilobytes on Linux, bytes on macOS)."""
+    return maxrss / (2**20 if sys.platform == "darwin" else 1024)
 
 
 def main() -> None:
