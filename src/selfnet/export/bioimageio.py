@@ -102,9 +102,12 @@ def geometry(model: Model, interpolated_input: bool) -> Geometry:
 def _z_halo(halo_iso: int, dz: float, dx: float) -> int | None:
     """Output z halo (iso planes) covering ``halo_iso`` plus the cubic kernel's 2 raw planes, or None.
 
-    bioimage.io needs the matching input halo ``halo * dx / dz`` to be a whole number of raw planes;
-    with a non-integer z/xy ratio no such halo exists and z is left without one.
+    bioimage.io needs the matching input halo ``halo * dx / dz`` to be a whole number of raw planes,
+    and z tiles only stitch onto one isotropic grid when every raw plane lies on it: with a
+    non-integer z/xy ratio z gets no halo (whole stacks in z).
     """
+    if abs(dz / dx - round(dz / dx)) > 1e-6:
+        return None
     raw = math.ceil(halo_iso * dx / dz) + 2
     for k in range(raw, raw + 4):
         halo = k * dz / dx

@@ -11,6 +11,7 @@ batch/channel image is restored on its own.
 
 from __future__ import annotations
 
+import math
 from typing import List
 
 import torch
@@ -91,7 +92,7 @@ class IsotropicRestorer(nn.Module):
 
     With ``interpolate`` the input is the raw stack (z step ``z_scale_in``, pixel ``z_scale_out``)
     and the output has ``int(Z * z_scale_in / z_scale_out + z_offset)`` planes, the first planes of
-    the isotropic grid; without it the input is already on the isotropic grid and keeps its size.
+    selfnet's isotropic grid (restored on the whole grid, so they equal ``selfnet restore``); without it the input is already on the isotropic grid and keeps its size.
     """
 
     def __init__(self, channels: int = 32, blocks: int = 4, unshuffle: int = 2, head_kernel: int = 3,
@@ -113,6 +114,10 @@ class IsotropicRestorer(nn.Module):
         if not self.interpolate:
             return n_in
         return int(n_in * self.z_scale_in / self.z_scale_out + self.z_offset)
+
+    def n_grid(self, n_in: int) -> int:
+        """Planes of selfnet's full isotropic grid (``selfnet.method.resample.n_iso``); the net sees all of them."""
+        return int(math.floor((n_in - 1) * self.ratio + 1e-6)) + 1
 
     def _slices(self, s: Tensor) -> Tensor:
         """Run the net on (N, 1, rows, cols) slices with selfnet's border padding, in bounded batches."""
@@ -138,8 +143,10 @@ class IsotropicRestorer(nn.Module):
     def forward(self, input: Tensor) -> Tensor:
         b, c, z, y, x = input.shape[0], input.shape[1], input.shape[2], input.shape[3], input.shape[4]
         v = input.float().reshape(b * c, z, y, x)
+        n = z
         if self.interpolate:
-            w = z_matrix(z, self.n_out(z), self.ratio).to(v.device)
+            w = z_matrix(z, self.n_grid(z), self.ratio).to(v.device)
             v = torch.matmul(w, v.reshape(b * c, z, y * x)).reshape(b * c, w.shape[0], y, x)
+            n = min(self.n_out(z), w.shape[0])
         out = (self._view(v, True) + self._view(v, False)) * 0.5
-        return out.reshape(b, c, out.shape[1], y, x)
+        return out[:, :n].reshape(b, c, n, y, x)
