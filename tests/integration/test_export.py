@@ -23,7 +23,6 @@ from selfnet.export.wrapper import IsotropicRestorer
 from selfnet.io import read_volume
 from selfnet.model import Model
 
-
 HAS_BIOIMAGEIO = all(importlib.util.find_spec(m) is not None for m in ("bioimageio.spec", "bioimageio.core"))
 needs_bioimageio = pytest.mark.skipif(not HAS_BIOIMAGEIO, reason='needs the bioimageio extra: '
                                       'pip install -e ".[test,bioimageio]" (installed by make setup / CI)')
@@ -127,6 +126,7 @@ def test_package_contents_and_restore_from_zip(package: Path, tiny_tif: Path, tm
 def test_interpolated_input_variant(trained: Path, tiny_tif: Path, tmp_path: Path) -> None:
     """--interpolated-input: same size in and out, equal to restore when fed selfnet's own z-interpolation."""
     from bioimageio.core import predict
+
     from selfnet.method.resample import zinterp
 
     out = api.export(trained, tmp_path / "interp.zip", interpolated_input=True)

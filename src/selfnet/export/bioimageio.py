@@ -56,8 +56,8 @@ class Geometry:
 def _require_bioimageio() -> None:
     """A clear one-line error when the optional packages are missing."""
     try:
-        import bioimageio.core  # noqa: F401
-        import bioimageio.spec  # noqa: F401
+        import bioimageio.core
+        import bioimageio.spec
     except ImportError:
         raise ConfigError(INSTALL_HINT) from None
 
@@ -112,7 +112,7 @@ def _z_halo(halo_iso: int, dz: float, dx: float) -> int | None:
     for k in range(raw, raw + 4):
         halo = k * dz / dx
         if abs(halo - round(halo)) < 1e-9 and round(halo) * dx / dz == int(round(halo) * dx / dz):
-            return int(round(halo))
+            return round(halo)
     return None
 
 
@@ -123,10 +123,11 @@ def synthetic_sample(model: Model, g: Geometry) -> np.ndarray:
     """A neurite phantom acquired at the model's z/xy ratio, on the training stack's intensity scale."""
     from selfnet.phantoms.synthetic import make_phantom
 
-    planes = max(g.min_in[0], TEST_PLANES) + 2
+    planes = max(g.min_in[0], TEST_PLANES) + 2  # raw planes, or isotropic ones for --interpolated-input
+    if g.interpolated_input:
+        planes = math.ceil(planes / g.ratio) + 2
     side = max(g.min_in[1], TEST_SIDE)
-    k = g.ratio if not g.interpolated_input else 1.0
-    raw = make_phantom("neurites", (int(math.ceil(planes * k)) + 1, side, side), k=max(k, 1.0),
+    raw = make_phantom("neurites", (math.ceil(planes * g.ratio) + 1, side, side), k=g.ratio,
                        axial_ratio=max(2.0, g.ratio), photons=300, seed=0).raw.astype(np.float32)
     if g.interpolated_input:
         from selfnet.method.resample import zinterp
@@ -312,7 +313,7 @@ def _describe(model: Model, model_bytes: bytes, g: Geometry, x: np.ndarray, y: n
             selfnet={"model_file": ORIGINAL_NAME, "variant": _variant(g), "ratio": float(model.ratio),
                      "spacing_um": [float(s) for s in model.spacing], "normalizer": [low, high],
                      "norm_percentiles": list(model.config.norm_percentiles),
-                     "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                     "exported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                      "exported_with": f"selfnet {__version__}, torch {torch.__version__}"},
         ),
     )

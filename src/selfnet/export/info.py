@@ -45,7 +45,7 @@ def stack_provenance(data: Any, path: str | Path | None, spacing: tuple[float, f
         "stack_spacing_um": [float(s) for s in spacing],
         "stack_sha256": digest,
         "stack_hash": kind,
-        "trained_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "trained_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "numpy": np.__version__,
     }
