@@ -19,9 +19,7 @@ import selfnet
 from selfnet import api
 from selfnet.config import TrainConfig
 from selfnet.errors import ModelError, OutputError
-from selfnet.export.wrapper import IsotropicRestorer
 from selfnet.io import read_volume
-from selfnet.model import Model
 
 HAS_BIOIMAGEIO = all(importlib.util.find_spec(m) is not None for m in ("bioimageio.spec", "bioimageio.core"))
 needs_bioimageio = pytest.mark.skipif(not HAS_BIOIMAGEIO, reason='needs the bioimageio extra: '
@@ -59,6 +57,12 @@ def trained(tiny_tif: Path, fast_config: TrainConfig, tmp_path_factory: pytest.T
 
 
 @pytest.fixture(scope="module")
+def restored(trained: Path, tiny_tif: Path) -> np.ndarray:
+    """`selfnet restore` of the training stack with the tiny model: the reference."""
+    return selfnet.restore(tiny_tif, trained, progress=False).data
+
+
+@pytest.fixture(scope="module")
 def package(trained: Path, tiny_tif: Path) -> Path:
     """The raw-input bioimage.io package of the tiny model, with the training stack as sample."""
     if not HAS_BIOIMAGEIO:
@@ -66,25 +70,9 @@ def package(trained: Path, tiny_tif: Path) -> Path:
     return api.export(trained, trained.with_name("tiny.zip"), sample=tiny_tif)
 
 
-def test_wrapper_is_torchscript_and_matches_restore(trained: Path, tiny_tif: Path) -> None:
-    """The portable module (scripted) reproduces selfnet's whole-volume restore on normalised data."""
-    from selfnet.export.bioimageio import geometry, predict, restorer
-
-    model = Model.load(trained)
-    g = geometry(model, interpolated_input=False)
-    raw = read_volume(tiny_tif).data.astype(np.float32)
-    ref = selfnet.restore(tiny_tif, model, progress=False).data
-    got = predict(model, g, raw[None, None])[0, 0]
-    assert got.shape[1:] == ref.shape[1:] and got.shape[0] <= ref.shape[0]
-    span = float(ref.max() - ref.min())
-    assert np.abs(got - ref[: got.shape[0]]).max() < 1e-3 * span
-    scripted = torch.jit.script(restorer(model, g))
-    assert isinstance(scripted, torch.jit.ScriptModule)
-    assert isinstance(restorer(model, g), IsotropicRestorer)
-
-
 @needs_bioimageio
-def test_package_passes_bioimageio_core_and_matches_restore(package: Path, trained: Path, tiny_tif: Path) -> None:
+def test_package_passes_bioimageio_core_and_matches_restore(package: Path, restored: np.ndarray,
+                                                            tiny_tif: Path) -> None:
     """bioimageio.core's model test passes on the CPU; its prediction equals `selfnet restore` within 1 %."""
     from bioimageio.core import predict, test_model
 
@@ -94,7 +82,7 @@ def test_package_passes_bioimageio_core_and_matches_restore(package: Path, train
     assert summary.status == "passed", failed
     raw = read_volume(tiny_tif).data.astype(np.float32)
     out = predict(model=package, inputs=raw[None, None]).members["isotropic"].data.values[0, 0]
-    ref = selfnet.restore(tiny_tif, trained, progress=False).data
+    ref = restored
     assert out.shape[0] <= ref.shape[0] and out.shape[1:] == ref.shape[1:]
     span = float(ref.max() - ref.min())
     assert np.abs(out - ref[: out.shape[0]]).max() <= 0.01 * span
@@ -123,7 +111,7 @@ def test_package_contents_and_restore_from_zip(package: Path, tiny_tif: Path, tm
 
 
 @needs_bioimageio
-def test_interpolated_input_variant(trained: Path, tiny_tif: Path, tmp_path: Path) -> None:
+def test_interpolated_input_variant(trained: Path, restored: np.ndarray, tiny_tif: Path, tmp_path: Path) -> None:
     """--interpolated-input: same size in and out, equal to restore when fed selfnet's own z-interpolation."""
     from bioimageio.core import predict
 
@@ -133,7 +121,7 @@ def test_interpolated_input_variant(trained: Path, tiny_tif: Path, tmp_path: Pat
     vol = read_volume(tiny_tif)
     iso_in = zinterp(vol.data.astype(np.float32), vol.ratio)
     got = predict(model=out, inputs=iso_in[None, None]).members["isotropic"].data.values[0, 0]
-    ref = selfnet.restore(tiny_tif, trained, progress=False).data
+    ref = restored
     assert got.shape == iso_in.shape == ref.shape
     assert np.abs(got - ref).max() <= 0.01 * float(ref.max() - ref.min())
 
