@@ -36,7 +36,7 @@ ChannelOpt = Annotated[Optional[int], typer.Option("--channel", help="Channel to
 MinutesOpt = Annotated[Optional[float], typer.Option("--max-minutes", help="Wall-clock training budget in minutes; training stops at this or --epochs, whichever first.")]
 EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", help="Training epochs (default 30, or unlimited when --max-minutes is given).")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")]
-SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed, default 0 (same input, seed and CPU give the same result); overrides the config's seed only when given.")]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed, default 0 (same input, seed, machine and thread count give the same result); overrides the config's seed only when given.")]
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="YAML training config (see docs); flags override it.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="Output type: float32, uint16 or uint8 (integers are rounded and clipped to their range).")]
