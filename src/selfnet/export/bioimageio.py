@@ -55,19 +55,20 @@ class Geometry:
 
 def _require_bioimageio() -> None:
     """A clear one-line error when the optional packages are missing."""
+    import importlib.util
+
     try:
-        import bioimageio.core
-        import bioimageio.spec
-    except ImportError:
-        raise ConfigError(INSTALL_HINT) from None
+        found = all(importlib.util.find_spec(m) is not None for m in ("bioimageio.spec", "bioimageio.core"))
+    except ImportError:  # no bioimageio namespace at all
+        found = False
+    if not found:
+        raise ConfigError(INSTALL_HINT)
 
 
 def restorer(model: Model, geometry: Geometry) -> IsotropicRestorer:
     """The portable module for ``model`` with its trained weights, in eval mode."""
-    d = model.config.deblur
     net = IsotropicRestorer(**_restorer_kwargs(model, geometry))
     net.load_state_dict({f"net.{k}": v for k, v in model.deblur_state.items()})
-    assert d.unshuffle == net.multiple
     return net.eval()
 
 
@@ -330,7 +331,7 @@ def _space_in(b: Any, axis: str, scale: float, minimum: int) -> Any:
 
 def _input(b: Any, g: Geometry, test: Path, low: float, high: float) -> Any:
     """The raw stack: batch, one channel, z, y, x with the voxel sizes as scales; declared scaling."""
-    gain, offset = 1.0 / (high - low), -low / (high - low)
+    gain, offset = 1.0 / (high - low), -low / (high - low)  # as _scaling: the training percentiles -> 0 and 1
     return b.InputTensorDescr(
         id=b.TensorId("raw"),
         description="z-interpolated stack (isotropic voxels)" if g.interpolated_input else "raw anisotropic stack",

@@ -12,7 +12,6 @@ batch/channel image is restored on its own.
 from __future__ import annotations
 
 import math
-from typing import List
 
 import torch
 from torch import Tensor, nn
@@ -80,7 +79,7 @@ def z_matrix(n_in: int, n_out: int, ratio: float) -> Tensor:
     return (w / w.sum(dim=1, keepdim=True)).float()
 
 
-def _pads(n: int, multiple: int, margin: int) -> List[int]:
+def _pads(n: int, multiple: int, margin: int) -> list[int]:
     """[before, after] reflect padding of a slice axis of length ``n``: the margin, then up to a multiple."""
     m = min(margin, n - 1)
     extra = (multiple - (n + 2 * m) % multiple) % multiple
@@ -117,14 +116,14 @@ class IsotropicRestorer(nn.Module):
 
     def n_grid(self, n_in: int) -> int:
         """Planes of selfnet's full isotropic grid (``selfnet.method.resample.n_iso``); the net sees all of them."""
-        return int(math.floor((n_in - 1) * self.ratio + 1e-6)) + 1
+        return math.floor((n_in - 1) * self.ratio + 1e-6) + 1
 
     def _slices(self, s: Tensor) -> Tensor:
         """Run the net on (N, 1, rows, cols) slices with selfnet's border padding, in bounded batches."""
         rows, cols = s.shape[2], s.shape[3]
         pr, pc = _pads(rows, self.multiple, self.margin), _pads(cols, self.multiple, self.margin)
         step = max(1, self.slice_pixels // ((rows + pr[0] + pr[1]) * (cols + pc[0] + pc[1])))
-        parts: List[Tensor] = []
+        parts: list[Tensor] = []
         for s0 in range(0, s.shape[0], step):
             x = F.pad(s[s0 : s0 + step], [pc[0], pc[1], pr[0], pr[1]], mode="reflect")
             y = self.net(x)
