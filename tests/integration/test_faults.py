@@ -43,7 +43,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "SELFNET_CH
 def _cli(*args: object) -> subprocess.CompletedProcess[str]:
     """``python -m selfnet ARGS`` with one thread and a checkpoint after every training step."""
     return subprocess.run([sys.executable, "-m", "selfnet", *map(str, args)], capture_output=True, text=True,
-                          env=ENV, timeout=300)
+                          env=ENV, timeout=300, check=False)
 
 
 def _kill_when(args: tuple[object, ...], ready: Callable[[], bool], timeout: float = 120.0) -> None:
@@ -95,7 +95,7 @@ def test_kill_9_during_training_then_resume_equals_uninterrupted(tiny_tif: Path,
     work.mkdir()
     out, ckpt = work / "model.pt", work / "model.pt.ckpt.pt"
     args = ("train", tiny_tif, "-o", out, "--config", cfg, "--device", "cpu", "-q")
-    _kill_when(args, lambda: ckpt.is_file() and ckpt.stat().st_size > 0 and time.sleep(0.3) is None)
+    _kill_when(args, ckpt.is_file)  # at once: a fast machine must not finish first
     assert not out.exists(), "training finished before the kill: the test proves nothing"
     assert _visible(work) == {ckpt.name}  # the checkpoint only: never a half-written model
     res = _cli(*args, "--resume")
