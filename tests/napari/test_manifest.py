@@ -16,7 +16,7 @@ def test_manifest_is_registered_under_the_napari_entry_point():
 
 def test_npe2_validate_selfnet():
     pytest.importorskip("npe2", reason="npe2 is in the napari extra: pip install 'selfnet[napari]'")
-    proc = subprocess.run([sys.executable, "-m", "npe2", "validate", "selfnet"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "npe2", "validate", "selfnet"], capture_output=True, text=True, check=False,
                           timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "valid" in proc.stdout

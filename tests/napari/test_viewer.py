@@ -86,7 +86,7 @@ def test_qc_widget_measures_before_and_after(viewer, qtbot, tiny_phantom):
 def test_sample_and_widgets_load_through_the_manifest(viewer):
     layers = viewer.open_sample("selfnet", "neurites")
     assert layers[0].data.ndim == 3 and layers[0].scale[0] == pytest.approx(4 * layers[0].scale[2])
-    dock, widget = viewer.window.add_plugin_dock_widget("selfnet", "Restore isotropic")
+    _dock, widget = viewer.window.add_plugin_dock_widget("selfnet", "Restore isotropic")
     assert widget.layer.value is layers[0]
     assert widget.dz.value == pytest.approx(layers[0].scale[0])
     viewer.window.add_plugin_dock_widget("selfnet", "Isotropy QC")

@@ -97,7 +97,7 @@ def current_stack(data: Any, lead: Sequence[int] = ()) -> Any:
 def output_voxels(shape: Sequence[int], spacing: Spacing) -> int:
     """Voxels of the isotropic result: z stretched by dz / dx."""
     z, y, x = (int(n) for n in shape[-3:])
-    return int(math.floor((z - 1) * spacing[0] / spacing[2])) * y * x + y * x
+    return math.floor((z - 1) * spacing[0] / spacing[2]) * y * x + y * x
 
 
 def result_path(req: RestoreRequest, shape: Sequence[int], name: str) -> Path | None:

@@ -44,7 +44,7 @@ class _LayerWidget(Container):
     def stack_of(self, layer: Image) -> Any:
         """The ZYX data of a layer at the viewer's current time point."""
         point = layer.world_to_data(self.viewer.dims.point)
-        lead = [int(round(v)) for v in list(point)[: max(layer.ndim - 3, 0)]]
+        lead = [round(v) for v in list(point)[: max(layer.ndim - 3, 0)]]
         return logic.current_stack(layer.data, lead)
 
 
@@ -72,6 +72,7 @@ class RestoreWidget(_LayerWidget):
         self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
         self.status = Label(label="status", value="ready")
         self.qc = Label(label="isotropy", value="")
+        self.qc.native.setMinimumHeight(3 * self.qc.native.fontMetrics().lineSpacing() + 6)  # three QC lines
         self.extend([self.layer, self.dz, self.dy, self.dx, self.mode, self.minutes, self.device, self.model,
                      self.save_model, self.resume, self.run_button, self.cancel_button, self.progress,
                      self.status, self.qc])
@@ -145,6 +146,7 @@ class RestoreWidget(_LayerWidget):
         self.viewer.add_image(result.data, name=result.name, scale=result.spacing, units=UNITS,
                               metadata={"selfnet": {"spacing": list(result.spacing or ()), "path": str(result.path or "")}})
         self.qc.value = result.qc
+        self.progress.max, self.progress.value = 1, 1
         self.status.value = "done" + (f": written to {result.path}" if result.path else "")
 
     def on_finished(self) -> None:

@@ -16,7 +16,7 @@ _KEPT = {"imagej": ("float32", "uint16", "uint8"), "ome": ("float32", "uint16", 
 def write_image(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     """Write one ZYX image layer with its scale (µm) as voxel size; return the path written."""
     stack = zyx(data)
-    spacing = spacing_of(meta.get("scale"), stack.ndim)
+    spacing = spacing_of(meta.get("scale"))
     out = write_volume(path, stack, spacing, dtype=output_dtype(path, stack.dtype), overwrite=True,
                        metadata={"name": str(meta.get("name", ""))})
     return [str(out)]
@@ -33,17 +33,17 @@ def zyx(data: Any) -> np.ndarray:
     return arr
 
 
-def spacing_of(scale: Any, ndim: int = 3) -> tuple[float, float, float]:
+def spacing_of(scale: Any) -> tuple[float, float, float]:
     """(dz, dy, dx) from a layer's scale (its last three entries); 1 µm where no scale is given."""
     if scale is None:
         return (1.0, 1.0, 1.0)
-    values = [float(s) for s in scale][-ndim:]
-    dz, dy, dx = values[-3:]
+    dz, dy, dx = (float(s) for s in list(scale)[-3:])
     return (dz, dy, dx)
 
 
 def output_dtype(path: str, dtype: np.dtype) -> str:
     """The layer's own data type when the format holds it, else float32."""
     name = path.lower()
-    kind = "npy" if name.endswith((".npy", ".zarr")) else "ome" if name.endswith((".ome.tif", ".ome.tiff")) else "imagej"
+    kind = "npy" if name.endswith((".npy", ".zarr")) else "ome" if name.endswith((".ome.tif", ".ome.tiff")) \
+        else "imagej"
     return dtype.name if dtype.name in _KEPT[kind] else "float32"
