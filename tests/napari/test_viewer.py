@@ -70,6 +70,24 @@ def test_cancel_leaves_nothing_half_done(viewer, qtbot, tiny_phantom, fast_optio
     assert not widget.cancel_button.enabled and widget.token is None
 
 
+def test_errors_become_notifications_and_the_widget_stays_usable(viewer, qtbot, tiny_phantom, tmp_path,
+                                                                  monkeypatch):
+    import selfnet.napari._widget as widget_module
+
+    shown: list[str] = []
+    monkeypatch.setattr(widget_module, "show_error", shown.append)
+    viewer.add_image(tiny_phantom.raw, name="raw", scale=tiny_phantom.spacing_raw)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a model")
+    widget = _restore_widget(viewer, {}, mode="apply a saved model")
+    widget.run_button.clicked.emit()  # no model chosen: refused before any work
+    assert shown and "choose a saved model" in shown[-1] and widget.worker is None
+    widget.model.value = bad
+    widget.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: widget.last_result is not None and widget.run_button.enabled, timeout=WAIT_MS)
+    assert widget.last_result.failed and "bad.pt" in shown[-1] and len(viewer.layers) == 1
+
+
 def test_qc_widget_measures_before_and_after(viewer, qtbot, tiny_phantom):
     from selfnet.napari._widget import QCWidget
 
