@@ -46,7 +46,7 @@ def _name(common: str) -> object:
 def _cert(subject: str, key: object, issuer: str, issuer_key: object, *, ca: bool) -> object:
     from cryptography.hazmat.primitives import hashes
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
                .public_key(key.public_key()).serial_number(x509.random_serial_number())  # type: ignore[attr-defined]
                .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
@@ -136,10 +136,10 @@ def test_tls_cluster_refuses_clients_without_the_right_certificate(tls_cluster, 
     address = tls_cluster.scheduler_address
     res = run_main("restore", src, "-m", model_path, "-o", tmp_path / "a.zarr", "-q", "--scheduler", address)
     assert_clean_error(res, "needs TLS certificates", "--tls-ca-file")
-    with pytest.raises(ConfigError, match="cannot reach the Dask scheduler"):
-        with dask_cluster.remote_client(address, tls_ca_file=pki["ca.pem"], tls_cert=pki["other.pem"],
-                                        tls_key=pki["other.key"]):
-            pass
+    foreign = dask_cluster.remote_client(address, tls_ca_file=pki["ca.pem"], tls_cert=pki["other.pem"],
+                                         tls_key=pki["other.key"])
+    with pytest.raises(ConfigError, match="cannot reach the Dask scheduler"), foreign:
+        pass
     assert not (tmp_path / "a.zarr").exists()
 
 
