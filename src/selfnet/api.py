@@ -47,7 +47,7 @@ from selfnet.io import (
     write_volume,
 )
 from selfnet.model import MODEL_SUFFIXES, Model
-from selfnet.options import ClusterSpec, OutputSpec, QCOptions, ReadOptions
+from selfnet.options import ClusterSpec, OutputSpec, QCOptions, ReadOptions, SeriesOptions
 
 log = logging.getLogger("selfnet")
 
@@ -88,6 +88,7 @@ class Restored:
     blocks_run: int = 1
     peak_rss: int | None = None
     worker_peak_rss: int | None = None
+    axes: str = "ZYX"
 
     @property
     def mvox_per_s(self) -> float:
@@ -176,10 +177,10 @@ def _damaged_pixels_are_input_errors(path: Path) -> Iterator[None]:
 
 
 def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Route flat keywords to ReadOptions, OutputSpec and TrainConfig fields; unknown names are errors."""
+    """Route flat keywords to ReadOptions (series selection included), OutputSpec and TrainConfig fields."""
     read, out, train = {}, {}, {}
     for key, value in options.items():
-        if key in ReadOptions.model_fields:
+        if key in ReadOptions.model_fields or key in SeriesOptions.model_fields:
             read[key] = value
         elif key in OutputSpec.model_fields:
             out[key] = value
@@ -188,6 +189,33 @@ def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
         else:
             raise ConfigError(f"unknown option {key!r}")
     return read, out, train
+
+
+def _series_options(series: SeriesOptions | None, flat: dict[str, Any]) -> SeriesOptions:
+    """The series options given as an object and/or as flat keywords (which are taken out of ``flat``)."""
+    given = {k: flat.pop(k) for k in list(flat) if k in SeriesOptions.model_fields}
+    if series is not None and given:
+        return SeriesOptions.make(**{**series.model_dump(), **given})
+    return series or SeriesOptions.make(**given)
+
+
+def _series_layout(source: Source, read: ReadOptions) -> Any:
+    """The T/C layout of a file holding more than one stack (None: one stack, or not a file)."""
+    from selfnet.io.series import probe_series
+
+    if not isinstance(source, (str, Path)) or (read.timepoint is not None and read.channel is not None):
+        return None
+    layout = probe_series(source, **read.model_dump())
+    free_t = read.timepoint is None and layout.n_t > 1
+    free_c = read.channel is None and layout.n_c > 1
+    return layout if (free_t or free_c) else None
+
+
+def _restrict(series: SeriesOptions, read: ReadOptions) -> SeriesOptions:
+    """A ``--timepoint``/``--channel`` given with a series narrows it to that time point / channel."""
+    picks = {"timepoints": str(read.timepoint) if read.timepoint is not None else series.timepoints,
+             "channels": str(read.channel) if read.channel is not None else series.channels}
+    return SeriesOptions.make(**{**series.model_dump(), **picks})
 
 
 def _config(config: TrainConfig | str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
@@ -243,16 +271,19 @@ class _Reporter:
 def train(source: Source, spacing: Spacing | None = None, *, output: str | Path | None = None,
           config: TrainConfig | str | Path | None = None, read: ReadOptions | None = None, device: str = "auto",
           overwrite: bool = False, resume: bool = False, progress: Progress = True,
-          cancel: CancelToken | None = None, **options: Any) -> Model:
+          cancel: CancelToken | None = None, series: SeriesOptions | None = None, **options: Any) -> Any:
     """Learn a Self-Net model from the stack itself; with ``output`` (``.pt``) also save it.
 
     ``options`` are training-config fields (``max_minutes=5, epochs=10, seed=1``) or read options
     (``timepoint=0``); given ones override ``config``. With ``output``, training keeps a checkpoint
-    ``OUTPUT.ckpt.pt`` that ``resume=True`` continues. The returned model's ``summary`` holds steps and timings.
+    ``OUTPUT.ckpt.pt`` that ``resume=True`` continues. Returns the :class:`Model` (its ``summary``
+    holds steps and timings); a multi-channel / time-lapse file gives a
+    :class:`~selfnet.model.ModelSet`, one model per channel (or one ``shared_model``), saved as one file.
     """
     read_opts, out_opts, train_opts = _split_options(options)
     if out_opts:
         raise ConfigError(f"train() does not take {', '.join(out_opts)}")
+    series = _series_options(series, read_opts)
     read = _merge_read(read, read_opts)
     cfg = _config(config, train_opts)
     torch_device = resolve_device(device)
@@ -261,6 +292,10 @@ def train(source: Source, spacing: Spacing | None = None, *, output: str | Path 
         _refuse_in_place(source, [output, _checkpoint_name(output)], config)
         check_output_path(output, overwrite=overwrite, suffixes=MODEL_SUFFIXES)
         ckpt = _checkpoint_for(Path(output), resume, overwrite)
+    layout = _series_layout(source, read)
+    if layout is not None:
+        return _train_series(layout, _restrict(series, read), cfg, torch_device, output, overwrite, resume, progress,
+                             cancel)
     vol = open_volume(source, spacing, read)
     if isinstance(source, (str, Path)) and not _is_large(vol):
         _check_memory(vol, cfg, None, "train on a crop of the stack (or use `selfnet run -o OUT.ome.zarr "
@@ -348,7 +383,7 @@ def restore(source: Source, model: Model | str | Path, spacing: Spacing | None =
             output: str | Path | None = None, read: ReadOptions | None = None, spec: OutputSpec | None = None,
             cluster: ClusterSpec | None = None, device: str = "auto", force: bool = False,
             views: tuple[str, ...] = ("xz", "yz"), progress: Progress = True, cancel: CancelToken | None = None,
-            **options: Any) -> Restored:
+            series: SeriesOptions | None = None, **options: Any) -> Restored:
     """Restore a stack to isotropic resolution with a trained model (a :class:`Model` or a ``.pt`` path).
 
     Without ``output`` the float32 ZYX result is returned in memory (``.data``); with one it is
@@ -358,13 +393,22 @@ def restore(source: Source, model: Model | str | Path, spacing: Spacing | None =
     read_opts, out_opts, train_opts = _split_options(options)
     if train_opts:
         raise ConfigError(f"restore() does not take training options ({', '.join(train_opts)})")
+    series = _series_options(series, read_opts)
     read, spec = _merge_read(read, read_opts), _merge_spec(spec, out_opts)
     cluster = cluster or ClusterSpec()
     if output is not None:
         _refuse_in_place(source, [output, *_derived_outputs(output)], model)
     out = _check_outputs(output, spec) if output is not None else None
     device_name = str(resolve_device(device))
-    net = model if isinstance(model, Model) else Model.load(model)
+    models = _model_set(model)
+    layout = _series_layout(source, read)
+    if layout is not None:
+        if out is None:
+            raise ConfigError("a multi-channel / time-lapse stack is restored into a file: give an output")
+        with _Reporter(progress) as rep:
+            return _restore_series(layout, _restrict(series, read), models, out, spec, cluster,
+                                   resolve_device(device), rep, cancel, {"models": _fingerprints(models)})
+    net = _one_model(models, read)
     blocks = spec.wants_blocks(out, cluster)
     if blocks and out is None:
         raise ConfigError("block-wise restoring writes to a file: give an output")
@@ -459,13 +503,17 @@ def run(source: Source, output: str | Path | None = None, *, spacing: Spacing | 
         config: TrainConfig | str | Path | None = None, read: ReadOptions | None = None,
         spec: OutputSpec | None = None, cluster: ClusterSpec | None = None, device: str = "auto",
         save_model: str | Path | None = None, report: bool = True, lateral_fwhm: float | None = None,
-        progress: Progress = True, cancel: CancelToken | None = None, **options: Any) -> RunResult:
+        progress: Progress = True, cancel: CancelToken | None = None, series: SeriesOptions | None = None,
+        **options: Any) -> RunResult:
     """The whole job: learn from the stack itself, restore it, write it and its HTML QC report.
 
     ``selfnet.run("stack.tif", "out.tif", max_minutes=5)`` does exactly what ``selfnet run`` does.
     Without ``output`` (arrays, notebooks) the restoration stays in memory and no report is written.
+    Multi-channel / time-lapse files are restored whole (every channel at every time point) unless
+    ``series`` (or ``channels=``, ``timepoints=``...) narrows them.
     """
     read_opts, out_opts, train_opts = _split_options(options)
+    series = _series_options(series, read_opts)
     read, spec = _merge_read(read, read_opts), _merge_spec(spec, out_opts)
     cluster = cluster or ClusterSpec()
     QCOptions.make(lateral_fwhm=lateral_fwhm)
@@ -478,6 +526,12 @@ def run(source: Source, output: str | Path | None = None, *, spacing: Spacing | 
     report_path = _check_report_path(out, spec.overwrite) if (report and out is not None) else None
     torch_device = resolve_device(device)
     cfg = _config(config, train_opts)
+    layout = _series_layout(source, read)
+    if layout is not None:
+        if out is None:
+            raise ConfigError("a multi-channel / time-lapse stack is restored into a file: give an output")
+        return _run_series(layout, _restrict(series, read), cfg, out, spec, cluster, torch_device, save_model,
+                           report_path, lateral_fwhm, progress, cancel)
     blocks = spec.wants_blocks(out, cluster)
     if blocks and out is None:
         raise ConfigError("block-wise restoring writes to a file: give an output")
@@ -539,6 +593,153 @@ def _run_report(vol: Volume, restored: Restored, model: Model, path: Path, overw
     write_report(path, result, overwrite=overwrite, title=f"selfnet report: {Path(str(vol.path)).name}",
                  settings=settings, timings=timings)
     return result
+
+
+# --- multi-channel and time-lapse stacks (selfnet.series) --------------------------------------------
+
+
+def _model_set(model: Any) -> Any:
+    """Whatever model was given, as a :class:`~selfnet.model.ModelSet`."""
+    from selfnet.model import ModelSet
+
+    if isinstance(model, ModelSet):
+        return model
+    if isinstance(model, Model):
+        return ModelSet([model], shared=True)
+    return ModelSet.load(model)
+
+
+def _one_model(models: Any, read: ReadOptions) -> Model:
+    """The model for one 3D stack: the only one, or the picked channel's."""
+    if len(models.models) == 1:
+        return models.models[0]
+    if read.channel is None:
+        raise ConfigError(f"the model holds {len(models.models)} channel models: restore the whole multi-channel "
+                          "stack with it, or pick one with --channel")
+    if read.channel >= len(models.models):
+        raise ConfigError(f"--channel {read.channel} is out of range: the model holds {len(models.models)} channel "
+                          "models")
+    return models.models[read.channel]
+
+
+def _fingerprints(models: Any) -> list[str]:
+    from selfnet.inference.job import model_fingerprint
+
+    return [model_fingerprint(m) for m in models.models]
+
+
+def _series_checkpoint(output: Path | None, group: int) -> Path | None:
+    """Training checkpoint of the ``group``-th channel model (``OUTPUT.ckpt.pt``, ``OUTPUT.model1.ckpt.pt``...)."""
+    if output is None:
+        return None
+    return _checkpoint_name(output if group == 0 else output.with_name(f"{output.name}.model{group}"))
+
+
+def _series_trainer(device: Any, rep: _Reporter, resume: bool) -> Callable[..., Model]:
+    def train_one(vol: Volume, cfg: TrainConfig, checkpoint: Path | None, cancel: CancelToken | None) -> Model:
+        return _train(vol, cfg, device, rep, checkpoint, resume, cancel)
+
+    return train_one
+
+
+def _series_restorer(plan: Any, device: Any, rep: _Reporter, cancel: CancelToken | None) -> Callable[..., Any]:
+    """Restore one (t, c) stack with its channel's normaliser, fitted once on the training time points."""
+    from selfnet import series as S
+    from selfnet.inference.restore import restore_volume
+    from selfnet.method.normalize import fit_normalizer
+
+    normalizers: dict[int, Any] = {}
+
+    def restore_one(vol: Volume, model: Model, ti: int, ci: int) -> np.ndarray:
+        if ci not in normalizers:
+            sample = S.training_stack(plan, [plan.channels[ci]]).data
+            normalizers[ci] = fit_normalizer(sample, model.config.norm_percentiles)
+        data, _ = restore_volume(vol.data, vol.spacing, model, device, normalizer=normalizers[ci],
+                                 on_progress=rep.restore_step, cancel=cancel)
+        return data
+
+    return restore_one
+
+
+def _train_series(layout: Any, series: SeriesOptions, cfg: TrainConfig, device: Any, output: str | Path | None,
+                  overwrite: bool, resume: bool, progress: Progress, cancel: CancelToken | None) -> Any:
+    """Train a multi-channel / time-lapse file: one model per channel (or shared), saved as one file."""
+    from selfnet import series as S
+    from selfnet.training.session import remove_checkpoint
+
+    plan = S.plan_series(layout, series)
+    log.info(S.describe(plan))
+    out = Path(output) if output is not None else None
+    with _Reporter(progress) as rep:
+        models = S.train_models(plan, cfg, _series_trainer(device, rep, resume),
+                                lambda g: _series_checkpoint(out, g), None, cancel)
+    if out is not None:
+        models.save(out, overwrite=overwrite)
+        for g in range(len(models.models)):
+            remove_checkpoint(_series_checkpoint(out, g))
+    return models
+
+
+def _restore_series(layout: Any, series: SeriesOptions, models: Any, out: Path, spec: OutputSpec,
+                    cluster: ClusterSpec, device: Any, rep: _Reporter, cancel: CancelToken | None,
+                    settings: dict[str, Any]) -> Restored:
+    """Restore every (t, c) stack of a file with a model set into ``out``."""
+    from selfnet import series as S
+
+    S.check_series_output(out, spec, cluster.used)
+    plan = S.plan_series(layout, series, models.channels)
+    log.info(S.describe(plan))
+    S.check_stack_memory(plan, spec.dtype)
+    store, done = S.open_store(plan, out, spec, {**settings, **_plan_settings(plan, spec)})
+    result = S.restore_series(plan, models, store, done, spec.dtype, _series_restorer(plan, device, rep, cancel),
+                              cancel)
+    S.finish(result, plan, out, spec, {"selfnet_version": __version__, "source": str(layout.path)})
+    return Restored(None, out, result.shape, result.spacing, result.seconds, str(device), result.stacks,  # type: ignore[arg-type]
+                    result.stacks_run, axes=plan.axes)
+
+
+def _plan_settings(plan: Any, spec: OutputSpec) -> dict[str, Any]:
+    """What a series store must have been started with to be resumed."""
+    return {"input": str(Path(plan.layout.path).resolve()), "times": plan.times, "channels": plan.channels,
+            "train_times": plan.train_times, "shared": plan.shared, "dtype": spec.dtype}
+
+
+def _run_series(layout: Any, series: SeriesOptions, cfg: TrainConfig, out: Path, spec: OutputSpec,
+                cluster: ClusterSpec, device: Any, save_model: str | Path | None, report_path: Path | None,
+                lateral_fwhm: float | None, progress: Progress, cancel: CancelToken | None) -> RunResult:
+    """``run`` on a multi-channel / time-lapse file: train per channel, restore every (t, c), one report."""
+    from selfnet import series as S
+    from selfnet.training.session import remove_checkpoint
+
+    S.check_series_output(out, spec, cluster.used)
+    plan = S.plan_series(layout, series)
+    log.info(S.describe(plan))
+    S.check_stack_memory(plan, spec.dtype)
+    t0 = time.perf_counter()
+    with _Reporter(progress) as rep:
+        store, done = S.open_store(plan, out, spec, {"train": cfg.model_dump(mode="json"),
+                                                     **_plan_settings(plan, spec)})
+        models = S.train_models(plan, cfg, _series_trainer(device, rep, spec.resume),
+                                lambda g: _series_checkpoint(out, g), S.kept_models(store), cancel)
+        train_s = time.perf_counter() - t0
+        if save_model is not None:
+            models.save(save_model, overwrite=spec.overwrite)
+        result = S.restore_series(plan, models, store, done, spec.dtype,
+                                  _series_restorer(plan, device, rep, cancel), cancel)
+    S.finish(result, plan, out, spec, {"selfnet_version": __version__, "source": str(layout.path)})
+    for g in range(len(models.models)):
+        remove_checkpoint(_series_checkpoint(out, g))
+    restored = Restored(None, out, result.shape, result.spacing, result.seconds, str(device), result.stacks,  # type: ignore[arg-type]
+                        result.stacks_run, axes=plan.axes)
+    run_result = RunResult(models, restored, train_s)
+    if report_path is not None:
+        from selfnet.qc.report import write_series_report
+
+        run_result.qc = write_series_report(report_path, plan, models, out, overwrite=spec.overwrite,
+                                            lateral_fwhm=lateral_fwhm,
+                                            timings={"training": train_s, "restoration + writing": result.seconds})
+        run_result.report = report_path
+    return run_result
 
 
 # --- qc --------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import typer
 from selfnet import api
 from selfnet._version import __version__
 from selfnet.errors import Cancelled, CancelToken, SelfnetError
-from selfnet.options import ClusterSpec, OutputSpec, ReadOptions
+from selfnet.options import ClusterSpec, OutputSpec, ReadOptions, SeriesOptions
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -41,6 +41,10 @@ ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="YAML traini
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="Output type: float32, uint16 or uint8 (integers are rounded and clipped to their range).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+ChannelsOpt = Annotated[Optional[str], typer.Option("--channels", help="Multi-channel stacks: restore only these channels, e.g. 0,2 (default: all).")]
+TimepointsOpt = Annotated[Optional[str], typer.Option("--timepoints", help="Time-lapse stacks: restore only these time points, e.g. 0-9 or 0,5,10 (default: all).")]
+TrainTimesOpt = Annotated[Optional[str], typer.Option("--train-timepoints", help="Time-lapse stacks: train on these time points (default: 3 spread over the series).")]
+SharedOpt = Annotated[bool, typer.Option("--shared-model", help="Multi-channel stacks: one model for all channels (default: one per channel).")]
 AxesOpt = Annotated[Optional[str], typer.Option("--axes", help="Name the file's axes when it does not (or names them wrongly), e.g. CZYX or TZYX; then pick with --channel/--timepoint.")]
 TrainResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted training from its checkpoint OUTPUT.ckpt.pt.")]
 # --- large data (block-wise restoring) ---
@@ -92,9 +96,16 @@ def _progress(quiet: bool) -> bool:
     return not quiet
 
 
+def _series(channels: str | None, timepoints: str | None, train_timepoints: str | None = None,
+            shared_model: bool = False) -> SeriesOptions:
+    return SeriesOptions.make(channels=channels, timepoints=timepoints, train_timepoints=train_timepoints,
+                              shared_model=shared_model)
+
+
 def _restored_line(restored: api.Restored, train_s: float | None) -> str:
     """``wrote OUT (shape, µm isotropic), train N s, restore N s (Mvox/s) on DEVICE[, blocks, RSS]``."""
-    parts = [f"selfnet: wrote {restored.path} ({'x'.join(map(str, restored.shape))}, "
+    axes = "" if restored.axes == "ZYX" else f" {restored.axes}"
+    parts = [f"selfnet: wrote {restored.path} ({'x'.join(map(str, restored.shape))}{axes}, "
              f"{restored.spacing[2]:.4g} µm isotropic)"]
     if train_s is not None:
         parts.append(f"train {train_s:.0f} s")
@@ -119,18 +130,25 @@ def run(
     resume: ResumeOpt = False, pyramid: PyramidOpt = False, level: LevelOpt = 0, ngff: NgffOpt = "0.4",
     tls_ca_file: TlsCaOpt = None, tls_cert: TlsCertOpt = None, tls_key: TlsKeyOpt = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="Do not write the HTML QC report OUTPUT.report.html.")] = False,
-    axes: AxesOpt = None, lateral_fwhm: LateralFwhmOpt = None,
+    axes: AxesOpt = None, lateral_fwhm: LateralFwhmOpt = None, channels: ChannelsOpt = None,
+    timepoints: TimepointsOpt = None, train_timepoints: TrainTimesOpt = None, shared_model: SharedOpt = False,
 ) -> None:
-    """Learn from INPUT itself and write its isotropic restoration to OUTPUT (plus an HTML QC report)."""
+    """Learn from INPUT itself and write its isotropic restoration to OUTPUT (plus an HTML QC report).
+
+    Multi-channel and time-lapse stacks are restored whole: every channel at every time point.
+    """
     spec = OutputSpec.make(dtype=dtype, overwrite=overwrite, resume=resume, chunked=chunked_, block=block,
                            pyramid=pyramid, ngff=ngff)
     with _stops_cleanly():
         result = api.run(input, output, read=_read(lateral_um, axial_um, timepoint, channel, axes, level), spec=spec,
                          cluster=_cluster(workers, scheduler, tls_ca_file, tls_cert, tls_key), config=config, device=device,
                          save_model=save_model, report=not no_report, lateral_fwhm=lateral_fwhm,
-                         progress=_progress(quiet), cancel=_CANCEL, max_minutes=max_minutes, epochs=epochs, seed=seed)
+                         progress=_progress(quiet), cancel=_CANCEL, max_minutes=max_minutes, epochs=epochs, seed=seed,
+                         series=_series(channels, timepoints, train_timepoints, shared_model))
     typer.echo(_restored_line(result.restored, result.train_seconds), err=True)
-    if result.report is not None:
+    if result.report is not None and isinstance(result.qc, list):
+        typer.echo(f"selfnet: wrote report {result.report} (one section per channel)", err=True)
+    elif result.report is not None:
         comp = result.qc.comparison
         typer.echo(f"selfnet: wrote report {result.report} (isotropy {comp.before.isotropy:.2f} -> "
                    f"{comp.after.isotropy:.2f}, data consistency {comp.consistency.psnr_db:.1f} dB, noise limit "
@@ -144,16 +162,23 @@ def train(
     lateral_um: LateralOpt = None, axial_um: AxialOpt = None, timepoint: TimeOpt = None, channel: ChannelOpt = None,
     max_minutes: MinutesOpt = None, epochs: EpochsOpt = None, device: DeviceOpt = "auto", seed: SeedOpt = None,
     config: ConfigOpt = None, overwrite: OverwriteOpt = False, quiet: QuietOpt = False, level: LevelOpt = 0,
-    resume: TrainResumeOpt = False, axes: AxesOpt = None,
+    resume: TrainResumeOpt = False, axes: AxesOpt = None, channels: ChannelsOpt = None,
+    train_timepoints: TrainTimesOpt = None, shared_model: SharedOpt = False,
 ) -> None:
-    """Train a model on INPUT and save it, to restore this and similar stacks later."""
+    """Train a model on INPUT and save it, to restore this and similar stacks later.
+
+    On a multi-channel / time-lapse stack the file holds one model per channel (or one shared).
+    """
     with _stops_cleanly():
         model = api.train(input, output=output, read=_read(lateral_um, axial_um, timepoint, channel, axes, level),
                           config=config, device=device, overwrite=overwrite, resume=resume, progress=_progress(quiet),
-                          cancel=_CANCEL, max_minutes=max_minutes, epochs=epochs, seed=seed)
-    seconds = float(model.summary.get("prepare_s", 0)) + float(model.summary.get("train_s", 0))
-    typer.echo(f"selfnet: saved model {output} (z/xy ratio {model.ratio:.2f}) after {seconds:.0f} s on "
-               f"{model.summary.get('device', device)}", err=True)
+                          cancel=_CANCEL, max_minutes=max_minutes, epochs=epochs, seed=seed,
+                          series=_series(channels, None, train_timepoints, shared_model))
+    models = getattr(model, "models", [model])
+    seconds = sum(float(m.summary.get("prepare_s", 0)) + float(m.summary.get("train_s", 0)) for m in models)
+    what = f"{len(models)} channel models" if len(models) > 1 else "model"
+    typer.echo(f"selfnet: saved {what} {output} (z/xy ratio {models[0].ratio:.2f}) after {seconds:.0f} s on "
+               f"{models[0].summary.get('device', device)}", err=True)
 
 
 @app.command()
@@ -168,15 +193,17 @@ def restore(
     chunked_: ChunkedOpt = False, block: BlockOpt = None, workers: WorkersOpt = None, scheduler: SchedulerOpt = None,
     resume: ResumeOpt = False, pyramid: PyramidOpt = False, level: LevelOpt = 0, ngff: NgffOpt = "0.4",
     axes: AxesOpt = None, tls_ca_file: TlsCaOpt = None, tls_cert: TlsCertOpt = None, tls_key: TlsKeyOpt = None,
+    channels: ChannelsOpt = None, timepoints: TimepointsOpt = None,
 ) -> None:
-    """Restore INPUT with a trained MODEL."""
+    """Restore INPUT with a trained MODEL (every channel and time point of a multi-channel / time-lapse stack)."""
     spec = OutputSpec.make(dtype=dtype, overwrite=overwrite, resume=resume, chunked=chunked_, block=block,
                            pyramid=pyramid, ngff=ngff)
     with _stops_cleanly():
         restored = api.restore(input, model, output=output, read=_read(lateral_um, axial_um, timepoint, channel, axes,
                                                                        level),
                                spec=spec, cluster=_cluster(workers, scheduler, tls_ca_file, tls_cert, tls_key), device=device,
-                               force=force, progress=_progress(quiet), cancel=_CANCEL)
+                               force=force, progress=_progress(quiet), cancel=_CANCEL,
+                               series=_series(channels, timepoints))
     typer.echo(_restored_line(restored, None), err=True)
 
 

@@ -91,21 +91,17 @@ class Model:
     @classmethod
     def load(cls, path: str | Path) -> Model:
         """Read a model file (or the one attached to a ``selfnet export`` bioimage.io zip); bad files raise :class:`ModelError`."""
-        from selfnet.export.zipped import is_package, packaged_model_bytes
-
-        path = Path(path)
-        if not path.is_file():
-            raise ModelError(f"model file not found: {path}")
-        source: Any = io.BytesIO(packaged_model_bytes(path)) if is_package(path) else path
-        try:
-            raw = torch.load(source, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any failure to unpickle a foreign file is a bad model file
-            raise ModelError(f"{path} is not a readable selfnet model ({type(exc).__name__})") from None
-        return cls.from_dict(raw, source=str(path))
+        return cls.from_dict(_load_raw(path), source=str(path))
 
     @classmethod
     def from_dict(cls, raw: Any, source: str = "model") -> Model:
         """Rebuild from :meth:`to_dict` output, validating format and version."""
+        if isinstance(raw, dict) and raw.get("format") == SET_FORMAT:
+            models = ModelSet.from_dict(raw, source).models
+            if len(models) > 1:
+                raise ModelError(f"{source} holds {len(models)} channel models: restore the whole multi-channel "
+                                 "stack with it, or pick one with --channel")
+            return models[0]
         if not isinstance(raw, dict) or raw.get("format") != MODEL_FORMAT:
             raise ModelError(f"{source} is not a selfnet model file")
         if raw.get("format_version", 0) > MODEL_FORMAT_VERSION:
@@ -134,3 +130,71 @@ def _config_of(raw: Any, source: str) -> TrainConfig:
         return TrainConfig.model_validate(raw)
     except ValidationError as exc:
         raise ModelError(f"{source}: {_first_error(exc)}") from None
+
+
+def _load_raw(path: str | Path) -> Any:
+    """The plain-data content of a model file (or of the model attached to a bioimage.io zip)."""
+    from selfnet.export.zipped import is_package, packaged_model_bytes
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    source: Any = io.BytesIO(packaged_model_bytes(path)) if is_package(path) else path
+    try:
+        return torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to unpickle a foreign file is a bad model file
+        raise ModelError(f"{path} is not a readable selfnet model ({type(exc).__name__})") from None
+
+
+SET_FORMAT = "selfnet-model-set"
+
+
+@dataclass
+class ModelSet:
+    """The models of a multi-channel stack: one per channel, or one ``shared`` by all channels."""
+
+    models: list[Model]
+    shared: bool = False
+    channel_names: list[str] | None = None
+
+    def for_channel(self, c: int) -> Model:
+        """The model that restores channel ``c`` (its position among the channels trained)."""
+        return self.models[0] if self.shared else self.models[c]
+
+    @property
+    def channels(self) -> int | None:
+        """How many channels the set restores (None: shared, any number)."""
+        return None if self.shared else len(self.models)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form written to disk."""
+        return {"format": SET_FORMAT, "format_version": MODEL_FORMAT_VERSION, "selfnet_version": __version__,
+                "shared": self.shared, "channel_names": self.channel_names,
+                "models": [m.to_dict() for m in self.models]}
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write one file holding every channel's model (a single model is written as a plain model file)."""
+        if len(self.models) == 1 and self.channel_names is None:
+            return self.models[0].save(path, overwrite=overwrite)
+        target = check_output_path(path, overwrite=overwrite, suffixes=MODEL_SUFFIXES)
+        with atomic_write(target) as tmp:
+            torch.save(self.to_dict(), tmp)
+        return target
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelSet:
+        """Read a model-set file; a plain model file gives a shared set of one."""
+        return cls.from_dict(_load_raw(path), str(path))
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: str = "model") -> ModelSet:
+        """Rebuild from :meth:`to_dict` output (or a plain model's)."""
+        if isinstance(raw, dict) and raw.get("format") == MODEL_FORMAT:
+            return cls([Model.from_dict(raw, source)], shared=True)
+        if not isinstance(raw, dict) or raw.get("format") != SET_FORMAT or not raw.get("models"):
+            raise ModelError(f"{source} is not a selfnet model file")
+        if raw.get("format_version", 0) > MODEL_FORMAT_VERSION:
+            raise ModelError(f"{source} was written by a newer selfnet ({raw.get('selfnet_version')}); upgrade selfnet")
+        models = [Model.from_dict(m, f"{source} (channel model {i})") for i, m in enumerate(raw["models"])]
+        names = raw.get("channel_names")
+        return cls(models, bool(raw.get("shared")), [str(n) for n in names] if names else None)

@@ -127,6 +127,16 @@ class ClusterSpec(_Options):
         return self
 
 
+class SeriesOptions(_Options):
+    """Multi-channel and time-lapse stacks: which stacks to restore, which time points train, shared model."""
+
+    channels: str | None = None
+    timepoints: str | None = None
+    train_timepoints: str | None = None
+    train_count: int = Field(3, ge=1, le=1000)
+    shared_model: bool = False
+
+
 class QCOptions(_Options):
     """What QC may assume: the optics' lateral resolution (FWHM, µm), when known."""
 

@@ -17,6 +17,7 @@ from selfnet.inference import cluster as dask_cluster
 from selfnet.inference import plan, resume, tofile
 from selfnet.inference.restore import restore_volume
 from selfnet.io import Volume, read_volume, write_volume
+from selfnet.io import write as io_write
 from selfnet.io import zarr as ngff
 from selfnet.method import normalize
 from selfnet.method.nets import ResNet2d
@@ -151,11 +152,11 @@ def test_tiff_and_npy_outputs_through_partial_store(phantom_volume, model3, whol
     tofile.restore_to_file(phantom_volume, model3, tmp_path / "o.npy")
     assert _close(np.load(tmp_path / "o.npy"), whole) < 1e-5
     assert json.loads((tmp_path / "o.npy.json").read_text())["spacing"] == pytest.approx([0.2] * 3)
-    monkeypatch.setattr(tofile, "_BIGTIFF_BYTES", 0)
-    for name in ("big.tif", "big.ome.tif"):
+    monkeypatch.setattr(io_write, "_BIGTIFF_BYTES", 0)  # as if the outputs were beyond 3.5 GiB
+    for name, bigtiff in (("big.tif", False), ("big.ome.tif", True)):  # ImageJ never BigTIFF: Fiji reads it
         tofile.restore_to_file(phantom_volume, model3, tmp_path / name)
         with tifffile.TiffFile(tmp_path / name) as tf:
-            assert tf.is_bigtiff
+            assert tf.is_bigtiff == bigtiff
         big = read_volume(tmp_path / name)
         assert big.spacing == pytest.approx((0.2, 0.2, 0.2)) and _close(np.asarray(big.data), whole) < 1e-5
     with pytest.raises(ConfigError, match="--pyramid needs an OME-Zarr"):

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from selfnet.errors import ConfigError, OutputError
 from selfnet.inference.chunked import ChunkedResult, peak_rss, restore_chunked
 from selfnet.inference.plan import parse_block
 from selfnet.inference.resume import partial_store
-from selfnet.io import Volume, atomic_write, check_output_path
+from selfnet.io import Volume, check_output_path
+from selfnet.io.write import write_array
 from selfnet.io.zarr import (
     default_chunks,
     display_window,
@@ -26,7 +23,6 @@ from selfnet.io.zarr import (
 from selfnet.model import Model
 
 _EXPORT_SLAB_BYTES = 128 * 2**20
-_BIGTIFF_BYTES = int(3.5 * 2**30)
 
 
 def restore_to_file(vol: Volume, model: Model, output: str | Path, *, overwrite: bool = False,
@@ -60,63 +56,8 @@ def restore_to_file(vol: Volume, model: Model, output: str | Path, *, overwrite:
 
 def export_volume(store: str | Path, output: Path, spacing: tuple[float, float, float], *,
                   metadata: dict[str, Any] | None = None) -> None:
-    """Stream level 0 of a store into a TIFF (BigTIFF when > 3.5 GiB), OME-TIFF or ``.npy``."""
+    """Stream level 0 of a store into a TIFF, OME-TIFF or ``.npy`` through the one writer per format."""
     arr = open_level(store, 0)
-    name = output.name.lower()
     window = display_window(store)
-    if name.endswith(".npy"):
-        _export_npy(arr, output, spacing, metadata)
-    else:
-        _export_tiff(arr, output, spacing, metadata, window, ome=name.endswith((".ome.tif", ".ome.tiff")))
-
-
-def _slabs(arr: Any) -> Iterator[np.ndarray]:
-    step = int(arr.chunks[0])
-    for z0 in range(0, arr.shape[0], step):
-        yield np.asarray(arr[z0 : z0 + step])
-
-
-def _planes(arr: Any) -> Iterator[np.ndarray]:
-    for slab in _slabs(arr):
-        yield from slab
-
-
-def _export_tiff(arr: Any, output: Path, spacing: tuple[float, float, float], metadata: dict[str, Any] | None,
-                 window: tuple[float, float] | None, *, ome: bool) -> None:
-    import warnings
-
-    import tifffile
-
-    dz, dy, dx = spacing
-    big = math.prod(arr.shape) * arr.dtype.itemsize > _BIGTIFF_BYTES
-    kwargs: dict[str, Any] = {"shape": arr.shape, "dtype": arr.dtype, "bigtiff": big, "photometric": "minisblack"}
-    if ome:
-        meta: dict[str, Any] = {"axes": "ZYX"}
-        for axis, size in (("X", dx), ("Y", dy), ("Z", dz)):
-            meta[f"PhysicalSize{axis}"], meta[f"PhysicalSize{axis}Unit"] = size, "µm"
-        kwargs.update(ome=True, resolution=(1e4 / dx, 1e4 / dy), resolutionunit="CENTIMETER")
-    else:
-        meta = {"axes": "ZYX", "spacing": dz, "unit": "um"}
-        if window:
-            meta.update(min=window[0], max=window[1])
-        kwargs.update(imagej=True, resolution=(1.0 / dx, 1.0 / dy))
-    if metadata:
-        meta["Description" if ome else "Info"] = json.dumps(metadata, default=str)
-    with atomic_write(output) as temp, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*nonconformant BigTIFF ImageJ", category=UserWarning)
-        tifffile.imwrite(temp, _planes(arr), metadata=meta, **kwargs)
-
-
-def _export_npy(arr: Any, output: Path, spacing: tuple[float, float, float], metadata: dict[str, Any] | None) -> None:
-    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(arr.dtype)), "fortran_order": False,
-              "shape": tuple(arr.shape)}
-    sidecar = output.with_name(output.name + ".json")
-    content: dict[str, Any] = {"spacing": list(spacing), "unit": "µm", "axes": "ZYX"}
-    if metadata:
-        content["metadata"] = metadata
-    with atomic_write(output) as temp, atomic_write(sidecar) as temp_json:
-        with open(temp, "wb") as fh:
-            np.lib.format.write_array_header_2_0(fh, header)
-            for slab in _slabs(arr):
-                fh.write(np.ascontiguousarray(slab).tobytes())
-        temp_json.write_text(json.dumps(content, indent=2, default=str, ensure_ascii=False), encoding="utf-8")
+    write_array(output, arr, spacing, axes="ZYX", dtype=str(arr.dtype), overwrite=True, metadata=metadata,
+                display={"ranges": [window]} if window else None)

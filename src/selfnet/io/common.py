@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,8 @@ class _Raw:
     source_format: str
     unit: str | None = None
     notes: list[str] = field(default_factory=list)
+    display: dict[str, Any] = field(default_factory=dict)
+    """Channel names, colours, display ranges and frame interval, when the file says (see ``_display``)."""
 
 
 def _first_line(item: object) -> str:

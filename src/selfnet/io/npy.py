@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,8 +24,23 @@ def _read_npy(p: Path, label: str) -> _Raw:
         raise InputError(f"cannot read {label}: not a single NumPy array")
     axes = "ZYX"[-data.ndim :] if data.ndim <= 3 else "Q" * (data.ndim - 3) + "ZYX"
     sizes, notes = _npy_sidecar_sizes(p)
+    content = _sidecar_content(p)
+    named = str(content.get("axes", "")).upper()
+    if len(named) == data.ndim and set(named) <= set("TCZYX"):
+        axes = named  # written by selfnet: the sidecar names the axes
+    display = content.get("display") if isinstance(content.get("display"), dict) else {}
     unit = "µm" if sizes else None
-    return _Raw(data=data, axes=axes, sizes=sizes, source_format="npy", unit=unit, notes=notes)
+    return _Raw(data=data, axes=axes, sizes=sizes, source_format="npy", unit=unit, notes=notes, display=display)
+
+
+def _sidecar_content(p: Path) -> dict[str, Any]:
+    """The sidecar JSON object (empty when there is none; bad ones are reported by the spacing check)."""
+    sidecar = p.with_name(p.name + ".json")
+    try:
+        content = json.loads(sidecar.read_text(encoding="utf-8")) if sidecar.is_file() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return content if isinstance(content, dict) else {}
 
 
 def _npy_sidecar_sizes(p: Path) -> tuple[list[_Sizes], list[str]]:

@@ -96,7 +96,52 @@ def _raw_from_tiff(
         source_format=source_format,
         unit=_declared_unit(tf, ij),
         notes=list(log),
+        display=_ome_display(tf) if tf.is_ome else _imagej_display(ij),
     )
+
+
+def _imagej_display(ij: dict[str, Any] | None) -> dict[str, Any]:
+    """Channel labels, display ranges, LUT colours and frame interval of an ImageJ hyperstack."""
+    if not ij:
+        return {}
+    out: dict[str, Any] = {}
+    channels = int(ij.get("channels", 1) or 1)
+    labels = ij.get("Labels")
+    if isinstance(labels, (list, tuple)) and len(labels) >= channels > 1:
+        out["names"] = [str(v) for v in labels[:channels]]
+    ranges = ij.get("Ranges")
+    if isinstance(ranges, (list, tuple)) and len(ranges) >= 2 * channels:
+        out["ranges"] = [(float(ranges[2 * i]), float(ranges[2 * i + 1])) for i in range(channels)]
+    luts = ij.get("LUTs")
+    if isinstance(luts, (list, tuple)) and len(luts) == channels:
+        out["colors"] = [_lut_color(lut) for lut in luts]
+    if ij.get("finterval"):
+        out["frame_interval_s"] = float(ij["finterval"])
+    return out
+
+
+def _lut_color(lut: Any) -> str:
+    """The colour (``RRGGBB``) an ImageJ 3x256 LUT ends at."""
+    arr = np.asarray(lut)
+    return "".join(f"{int(v):02X}" for v in arr[:, -1]) if arr.ndim == 2 and arr.shape[0] == 3 else "FFFFFF"
+
+
+def _ome_display(tf: tifffile.TiffFile) -> dict[str, Any]:
+    """Channel names and colours, and the time increment, of an OME-TIFF."""
+    pixels = _ome_pixels(tf.ome_metadata or "")
+    if pixels is None:
+        return {}
+    out: dict[str, Any] = {}
+    channels = [el for el in pixels if el.tag.rsplit("}", 1)[-1] == "Channel"]
+    if len(channels) > 1 and all(ch.get("Name") for ch in channels):
+        out["names"] = [str(ch.get("Name")) for ch in channels]
+    if len(channels) > 1 and all(ch.get("Color") for ch in channels):
+        with contextlib.suppress(ValueError):
+            out["colors"] = [f"{(int(str(ch.get('Color'))) & 0xFFFFFFFF) >> 8:06X}" for ch in channels]
+    if pixels.get("TimeIncrement"):
+        with contextlib.suppress(ValueError):
+            out["frame_interval_s"] = float(str(pixels.get("TimeIncrement")))
+    return out
 
 
 @contextlib.contextmanager

@@ -91,6 +91,8 @@ def read_volume(
     }
     if raw.notes:
         metadata["notes"] = raw.notes
+    if raw.display:
+        metadata["display"] = raw.display
     return Volume(data=data, spacing=spacing, path=p, metadata=metadata)
 
 

@@ -192,7 +192,20 @@ def read_ngff(path: str | Path, *, lateral_um: float | None = None, axial_um: fl
     }
     if notes:
         metadata["notes"] = notes
+    if not isinstance(node, zarr.Array):
+        metadata["display"] = _omero_display(node)
     return Volume(data=data, spacing=spacing, path=p, metadata=metadata)
+
+
+def _omero_display(group: zarr.Group) -> dict[str, Any]:
+    """Channel names, colours and windows from ``omero`` metadata (empty when absent)."""
+    try:
+        channels = _ome_attrs(group)["omero"]["channels"]
+        return {"names": [str(ch.get("label", "")) for ch in channels],
+                "colors": [str(ch.get("color", "FFFFFF")) for ch in channels],
+                "ranges": [(float(ch["window"]["start"]), float(ch["window"]["end"])) for ch in channels]}
+    except (KeyError, TypeError, ValueError):
+        return {}
 
 
 def _open_node(p: Path, label: str) -> zarr.Group | zarr.Array:
@@ -368,12 +381,19 @@ def open_level(path: str | Path, level: int = 0, *, mode: str = "r") -> zarr.Arr
 
 
 def multiscales_metadata(spacing: tuple[float, float, float], levels: int, *, version: str = DEFAULT_NGFF,
-                         name: str = "selfnet", factor: int = 2) -> dict[str, Any]:
-    """One NGFF ``multiscales`` entry: z/y/x space axes in micrometer and a scale per level."""
-    axes = [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"]
+                         name: str = "selfnet", factor: int = 2, lead: str = "",
+                         frame_interval_s: float | None = None) -> dict[str, Any]:
+    """One NGFF ``multiscales`` entry: optional t/c axes (``lead``), z/y/x in micrometer, a scale per level."""
+    axes: list[dict[str, Any]] = []
+    if "t" in lead:
+        axes.append({"name": "t", "type": "time", "unit": "second"})
+    if "c" in lead:
+        axes.append({"name": "c", "type": "channel"})
+    axes += [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"]
+    head = ([float(frame_interval_s or 1.0)] if "t" in lead else []) + ([1.0] if "c" in lead else [])
     datasets = [
         {"path": str(lv), "coordinateTransformations": [
-            {"type": "scale", "scale": [float(s) * factor**lv for s in spacing]}]}
+            {"type": "scale", "scale": head + [float(s) * factor**lv for s in spacing]}]}
         for lv in range(levels)
     ]
     entry: dict[str, Any] = {"name": name, "axes": axes, "datasets": datasets}
@@ -385,13 +405,18 @@ def multiscales_metadata(spacing: tuple[float, float, float], levels: int, *, ve
     return entry
 
 
-def _omero(window: tuple[float, float] | None, version: str) -> dict[str, Any] | None:
-    if window is None:
+def _omero(windows: list[tuple[float, float]] | None, version: str, names: list[str] | None = None,
+           colors: list[str] | None = None) -> dict[str, Any] | None:
+    """``omero`` display metadata: one entry per channel with its window, label and colour."""
+    if not windows:
         return None
-    low, high = (float(v) for v in window)
-    ch = {"label": "selfnet", "color": "FFFFFF", "active": True,
-          "window": {"min": low, "max": high, "start": low, "end": high}}
-    out: dict[str, Any] = {"channels": [ch], "rdefs": {"model": "greyscale"}}
+    channels = []
+    for i, window in enumerate(windows):
+        low, high = (float(v) for v in window)
+        channels.append({"label": names[i] if names else ("selfnet" if len(windows) == 1 else f"channel {i}"),
+                         "color": colors[i] if colors else "FFFFFF", "active": True,
+                         "window": {"min": low, "max": high, "start": low, "end": high}})
+    out: dict[str, Any] = {"channels": channels, "rdefs": {"model": "greyscale" if len(windows) == 1 else "color"}}
     if version == "0.4":
         out["version"] = "0.4"
     return out
@@ -415,9 +440,9 @@ def _largest_divisor(n: int, at_most: int) -> int:
     return next(d for d in range(min(n, at_most), 0, -1) if n % d == 0)
 
 
-def create_store(path: str | Path, shape: tuple[int, int, int], dtype: str, *, chunks: tuple[int, int, int],
+def create_store(path: str | Path, shape: tuple[int, ...], dtype: str, *, chunks: tuple[int, ...],
                  version: str = DEFAULT_NGFF, attrs: dict[str, Any] | None = None) -> zarr.Array:
-    """Create a group with an empty level-0 array, marked incomplete; return the array."""
+    """Create a group with an empty level-0 array (ZYX, or TCZYX-like with leading axes), marked incomplete."""
     _require_zarr()
     version = _check_version(version)
     fmt = 2 if version == "0.4" else 3
@@ -427,14 +452,14 @@ def create_store(path: str | Path, shape: tuple[int, int, int], dtype: str, *, c
 
 
 def _create_level(group: zarr.Group, name: str, shape: tuple[int, ...], dtype: str,
-                  chunks: tuple[int, ...], fmt: int) -> zarr.Array:
+                  chunks: tuple[int, ...], fmt: int, dims: str | None = None) -> zarr.Array:
     chunks = tuple(max(1, min(c, n)) for c, n in zip(chunks, shape))
     kwargs: dict[str, Any] = {"shape": shape, "chunks": chunks, "dtype": dtype, "fill_value": 0,
                               "overwrite": True}
     if fmt == 2:
         kwargs["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
     else:
-        kwargs["dimension_names"] = ["z", "y", "x"]
+        kwargs["dimension_names"] = list(dims or "tczyx"[-len(shape):])
     return group.create_array(name, **kwargs)
 
 
@@ -524,12 +549,20 @@ def _pyramid_job(job: tuple[str, int, tuple[slice, slice, slice]]) -> None:
 
 def finalize_store(path: str | Path, spacing: tuple[float, float, float], levels: int, *,
                    window: tuple[float, float] | None = None, name: str = "selfnet",
-                   extra: dict[str, Any] | None = None) -> None:
-    """Write the ``multiscales`` (and ``omero``) metadata and mark the store complete."""
+                   extra: dict[str, Any] | None = None, lead: str = "",
+                   display: dict[str, Any] | None = None) -> None:
+    """Write the ``multiscales`` (and ``omero``) metadata and mark the store complete.
+
+    ``lead`` names leading ``t``/``c`` axes; ``display`` holds per-channel ``windows``, ``names``,
+    ``colors`` and the ``frame_interval_s``.
+    """
     group = zarr.open_group(str(path), mode="r+")
     version = "0.4" if group.metadata.zarr_format == 2 else "0.5"
-    ms = multiscales_metadata(spacing, levels, version=version, name=name)
-    omero = _omero(window, version)
+    display = display or {}
+    ms = multiscales_metadata(spacing, levels, version=version, name=name, lead=lead,
+                              frame_interval_s=display.get("frame_interval_s"))
+    windows = display.get("windows") or ([window] if window else None)
+    omero = _omero(windows, version, display.get("names"), display.get("colors"))
     if version == "0.4":
         group.attrs["multiscales"] = [ms]
         if omero:

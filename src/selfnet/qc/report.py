@@ -540,6 +540,16 @@ _CONSISTENCY_NOTE = (
 def build_report(result: QCResult, *, title: str | None = None, settings: dict[str, Any] | None = None,
                  timings: dict[str, float] | None = None) -> str:
     """The report's HTML text for a :class:`QCResult` (one volume, or raw vs restored)."""
+    page = _Page()
+    _fill(page, result, settings, timings)
+    raw = result.volume
+    subtitle = _e(" · ".join(str(v.path) for v in (raw, result.restored) if v is not None and v.path)) + \
+        f" · {_e(time.strftime('%Y-%m-%d %H:%M'))}"
+    return page.render(title or "selfnet QC report", subtitle)
+
+
+def _fill(page: _Page, result: QCResult, settings: dict[str, Any] | None, timings: dict[str, float] | None) -> None:
+    """Append every section of one volume's (or one raw/restored pair's) report to ``page``."""
     t0 = time.perf_counter()
     raw = result.volume
     dx = raw.spacing[2]
@@ -551,7 +561,6 @@ def build_report(result: QCResult, *, title: str | None = None, settings: dict[s
     last = list(views)[-1]
     focus = _focus(views[last], mips[last][0])
     figs = _views_figures(views, focus, mips, dx)
-    page = _Page()
     page.parts.append(_summary_box(result))
     items = [("raw" if result.restored is not None else "volume", result.resolution)]
     if result.comparison is not None:
@@ -587,9 +596,6 @@ def build_report(result: QCResult, *, title: str | None = None, settings: dict[s
     all_timings["report figures"] = time.perf_counter() - t0
     page.section("Timings", _table(["step", "time"], _timing_rows(all_timings, model)))
     page.section("Versions", _table(["software", "version"], _versions(model), css="kv"))
-    subtitle = _e(" · ".join(str(v.path) for v in (raw, result.restored) if v is not None and v.path)) + \
-        f" · {_e(time.strftime('%Y-%m-%d %H:%M'))}"
-    return page.render(title or "selfnet QC report", subtitle)
 
 
 def _settings_html(result: QCResult, settings: dict[str, Any] | None) -> list[str]:
@@ -620,3 +626,75 @@ def write_report(path: str | Path, result: QCResult, *, overwrite: bool = False,
     with atomic_write(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return target
+
+
+# --- multi-channel and time-lapse series -------------------------------------------------------------
+
+_SERIES_POINTS = 12
+"""Time points measured for the isotropy-over-time plot (spread over the series)."""
+
+
+def write_series_report(path: str | Path, plan: Any, models: Any, output: str | Path, *, overwrite: bool = False,
+                        lateral_fwhm: float | None = None, timings: dict[str, float] | None = None) -> list[QCResult]:
+    """One HTML report for a restored series: isotropy over time, then one full section per channel."""
+    from selfnet.io import read_volume
+    from selfnet.io.series import series_volume, spread
+
+    t0 = time.perf_counter()
+    page = _Page()
+    mid = plan.train_times[len(plan.train_times) // 2]
+    ti_mid = plan.times.index(mid) if mid in plan.times else len(plan.times) // 2
+    names = (plan.layout.display.get("names") or [f"channel {c}" for c in range(plan.layout.n_c)])
+    results, curves = [], {}
+    for ci, c in enumerate(plan.channels):
+        raw = _loaded(series_volume(plan.layout, plan.times[ti_mid], c))
+        restored = _loaded(read_volume(output, timepoint=ti_mid if "T" in plan.axes else None,
+                                       channel=ci if "C" in plan.axes else None))
+        results.append(run_qc(raw, restored, models.for_channel(ci), lateral_fwhm_um=lateral_fwhm))
+        points = spread(list(range(len(plan.times))), _SERIES_POINTS) if "T" in plan.axes else []
+        curves[names[c]] = [(plan.times[ti], _isotropy(series_volume(plan.layout, plan.times[ti], c), lateral_fwhm),
+                             _isotropy(read_volume(output, timepoint=ti, channel=ci if "C" in plan.axes else None),
+                                       lateral_fwhm)) for ti in points]
+    page.parts.append(f'<p class="note">{_e(len(plan.times))} time point(s) x {_e(len(plan.channels))} '
+                      f"channel(s) restored; each channel's sections below are measured at time point "
+                      f"{_e(plan.times[ti_mid])}.</p>")
+    if any(curves.values()):
+        page.section("Isotropy over time", _img(_series_figure(curves), "isotropy over time"),
+                     '<p class="note">Isotropy (lateral / axial FWHM, 1 = isotropic) of the raw and restored '
+                     "stacks at time points spread over the series: a flat restored curve means no flicker.</p>")
+    for ci, (c, result) in enumerate(zip(plan.channels, results)):
+        page.parts.append(f"<h1>{_e(names[c])}</h1>")
+        _fill(page, result, {"channel": c, "time point shown": plan.times[ti_mid]},
+              {**(timings or {}), "series report": time.perf_counter() - t0} if ci == 0 else None)
+    text = page.render(f"selfnet report: {Path(str(plan.layout.path)).name}",
+                       _e(f"{plan.layout.path} · {time.strftime('%Y-%m-%d %H:%M')}"))
+    target = check_output_path(path, overwrite=overwrite, suffixes=(".html",))
+    with atomic_write(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return results
+
+
+def _loaded(vol: Volume) -> Volume:
+    """``vol`` with its pixels in memory (QC reads them many times)."""
+    return Volume(np.asarray(vol.data), vol.spacing, vol.path, vol.metadata)
+
+
+def _isotropy(vol: Volume, lateral_fwhm: float | None) -> float:
+    res = estimate_resolution(np.asarray(vol.data), vol.spacing, lateral_fwhm_um=lateral_fwhm)
+    return float(res.isotropy)
+
+
+def _series_figure(curves: dict[str, list[tuple[int, float, float]]]) -> str:
+    fig, ax = plt.subplots(figsize=(6.4, 3.2), dpi=_DPI)
+    for i, (name, points) in enumerate(curves.items()):
+        if not points:
+            continue
+        t, before, after = zip(*points)
+        ax.plot(t, before, "--", color=f"C{i}", label=f"{name}: raw")
+        ax.plot(t, after, "-o", color=f"C{i}", label=f"{name}: selfnet")
+    ax.axhline(1.0, color="0.6", lw=0.8)
+    ax.set_xlabel("time point")
+    ax.set_ylabel("isotropy (lateral / axial FWHM)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
