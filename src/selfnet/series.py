@@ -281,7 +281,8 @@ def describe(plan: SeriesPlan) -> str:
     lay = plan.layout
     kind = " x ".join(p for p in (f"{lay.n_t} time points" if lay.n_t > 1 else "",
                                  f"{lay.n_c} channels" if lay.n_c > 1 else "") if p)
-    models = "one shared model" if plan.shared or len(plan.channels) == 1 else f"{len(plan.channels)} channel models"
+    models = ("one model" if len(plan.channels) == 1 else "one shared model" if plan.shared
+              else f"{len(plan.channels)} channel models")
     return (f"{lay.path.name}: {kind} of {'x'.join(map(str, lay.shape))} ZYX; restoring "
             f"{len(plan.times)} x {len(plan.channels)} stacks with {models}"
             f" trained on time point(s) {', '.join(map(str, plan.train_times))}")
