@@ -66,7 +66,8 @@ def read_stack(path: str | Path) -> Stack:
         frames = [first.data if (c, t) == (0, 0) else _read_one(path, c, t, axes_hint, overrides)[0].data
                   for t in range(n_t)]
         channels.append(frames[0] if n_t == 1 else _lazy_stack(frames))
-    meta = {k: first.metadata[k] for k in ("source_format", "original_axes", "spacing_source") if k in first.metadata}
+    meta = {k: first.metadata[k] for k in ("source_format", "original_axes", "spacing_source", "display")
+            if k in first.metadata}
     return Stack(channels, first.spacing, n_t, not any(v is not None for v in overrides), meta)
 
 
@@ -118,8 +119,12 @@ def stack_layers(stack: Stack, path: Path) -> list[LayerData]:
     import dask.array as da
 
     n = len(stack.channels)
-    kwargs.update(channel_axis=0, name=[f"{_stem(path)} [c{c}]" for c in range(n)],
+    display = stack.metadata.get("display") or {}
+    names = display.get("names") if len(display.get("names") or []) == n else None
+    kwargs.update(channel_axis=0, name=[f"{_stem(path)} [{names[c] if names else f'c{c}'}]" for c in range(n)],
                   metadata=[{"selfnet": {**meta["selfnet"], "channel": c}} for c in range(n)])
+    if len(display.get("ranges") or []) == n:
+        kwargs["contrast_limits"] = [list(r) for r in display["ranges"]]
     return [(da.stack([da.asarray(ch) for ch in stack.channels]), kwargs, "image")]
 
 
