@@ -463,8 +463,11 @@ def _check_outputs(output: str | Path, spec: OutputSpec) -> Path:
 
 def _restore(vol: Volume, model: Model, output: Path | None, spec: OutputSpec, cluster: ClusterSpec, device: str,
              force: bool, views: tuple[str, ...], rep: _Reporter, cancel: CancelToken | None,
-             blocks: bool) -> Restored:
-    """In RAM (then written if asked) or block by block into ``output``."""
+             blocks: bool, normalizer: Any = None) -> Restored:
+    """In RAM (then written if asked) or block by block into ``output``.
+
+    ``normalizer``: the stack's, when already fitted (``run`` passes the one training used).
+    """
     if output is not None and (blocks or _is_large(vol)):
         return _restore_blocks(vol, model, output, spec, cluster, device, force, views, rep, cancel)
     from selfnet.inference.restore import restore_volume
@@ -473,7 +476,7 @@ def _restore(vol: Volume, model: Model, output: Path | None, spec: OutputSpec, c
         _check_memory(vol, None, spec.dtype)
     t0 = time.perf_counter()
     data, spacing = restore_volume(vol.data, vol.spacing, model, resolve_device(device), views=views, force=force,
-                                   on_progress=rep.restore_step, cancel=cancel)
+                                   on_progress=rep.restore_step, cancel=cancel, normalizer=normalizer)
     if output is not None:
         meta = {"selfnet_version": __version__, "source": str(vol.path), "model_ratio": model.ratio}
         write_volume(output, data, spacing, dtype=spec.dtype, overwrite=spec.overwrite, metadata=meta)
@@ -549,7 +552,7 @@ def run(source: Source, output: str | Path | None = None, *, spacing: Spacing | 
         if save_model is not None:
             model.save(save_model, overwrite=spec.overwrite)
         restored = _restore(vol, model, out, spec, cluster, str(torch_device), False, ("xz", "yz"), rep, cancel,
-                            blocks)
+                            blocks, model.normalizer if trained else None)
     if ckpt is not None:
         from selfnet.training.session import remove_checkpoint
 
