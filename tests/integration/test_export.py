@@ -7,7 +7,6 @@ The package tests need the ``bioimageio`` extra (``pip install -e ".[test,bioima
 from __future__ import annotations
 
 import importlib.util
-import time
 import zipfile
 from pathlib import Path
 
@@ -86,7 +85,6 @@ def test_package_passes_bioimageio_core_and_matches_restore(package: Path, resto
     """bioimageio.core's model test passes on the CPU; its prediction equals `selfnet restore` within 1 %."""
     from bioimageio.core import predict, test_model
 
-    t0 = time.perf_counter()
     summary = test_model(package, devices=["cpu"])
     failed = [f"{d.name}: {[e.msg for e in d.errors]}" for d in summary.details if d.status == "failed"]
     assert summary.status == "passed", failed
@@ -96,7 +94,6 @@ def test_package_passes_bioimageio_core_and_matches_restore(package: Path, resto
     assert out.shape[0] <= ref.shape[0] and out.shape[1:] == ref.shape[1:]
     span = float(ref.max() - ref.min())
     assert np.abs(out - ref[: out.shape[0]]).max() <= 0.01 * span
-    assert time.perf_counter() - t0 < 120
 
 
 @needs_bioimageio
