@@ -31,8 +31,8 @@ def _interp_rows(n_raw: int, ratio: float, start: int, stop: int) -> tuple[np.nd
 
 
 @torch.inference_mode()
-def _run_net(net: nn.Module, slices: np.ndarray, device: torch.device, rows: Window, cols: Window) -> np.ndarray:
-    x = torch.from_numpy(np.ascontiguousarray(slices)).to(device).unsqueeze(1)
+def _run_net(net: nn.Module, slices: torch.Tensor, device: torch.device, rows: Window, cols: Window) -> np.ndarray:
+    x = slices.contiguous().to(device).unsqueeze(1)
     (rb, ra), (cb, ca) = rows.reflect, cols.reflect
     if rb or ra or cb or ca:
         x = F.pad(x, (cb, ca, rb, ra), mode="reflect")
@@ -49,14 +49,17 @@ def _pass(out: np.ndarray, raw: np.ndarray, w: np.ndarray, normalizer: Normalize
     axis = 1 if view == "xz" else 2
     count = raw.shape[axis]
     step = max(1, batch_pixels // (w.shape[0] * raw.shape[3 - axis]))
+    weights = torch.from_numpy(w)
     for s0 in range(0, count, step):
         s1 = min(count, s0 + step)
         part = raw[:, s0:s1] if axis == 1 else raw[:, :, s0:s1]
-        iso = np.tensordot(w, normalizer(part), axes=(1, 0))
+        # z-interpolation in torch: numpy's BLAS threads would spin between batches and halve the
+        # speed of the convolutions that share the cores with them
+        iso = torch.tensordot(weights, torch.from_numpy(normalizer(part)), dims=([1], [0]))
         if view == "xz":
-            out[:, s0:s1, :] += _run_net(net, iso.transpose(1, 0, 2), device, wz, lateral).transpose(1, 0, 2)
+            out[:, s0:s1, :] += _run_net(net, iso.permute(1, 0, 2), device, wz, lateral).transpose(1, 0, 2)
         else:
-            out[:, :, s0:s1] += _run_net(net, iso.transpose(2, 0, 1), device, wz, lateral).transpose(1, 2, 0)
+            out[:, :, s0:s1] += _run_net(net, iso.permute(2, 0, 1), device, wz, lateral).transpose(1, 2, 0)
         tick(s1 - s0)
 
 
