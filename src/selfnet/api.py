@@ -645,13 +645,17 @@ def _series_trainer(device: Any, rep: _Reporter, resume: bool) -> Callable[..., 
     return train_one
 
 
-def _series_restorer(plan: Any, device: Any, rep: _Reporter, cancel: CancelToken | None) -> Callable[..., Any]:
-    """Restore one (t, c) stack with its channel's normaliser, fitted once on the training time points."""
+def _series_restorer(plan: Any, device: Any, rep: _Reporter, cancel: CancelToken | None,
+                     fitted: dict[int, Any] | None = None) -> Callable[..., Any]:
+    """Restore one (t, c) stack with its channel's normaliser, fitted once on the training time points.
+
+    ``fitted``: normalisers already fitted on exactly those data (per-channel models trained in this run).
+    """
     from selfnet import series as S
     from selfnet.inference.restore import restore_volume
     from selfnet.method.normalize import fit_normalizer
 
-    normalizers: dict[int, Any] = {}
+    normalizers: dict[int, Any] = dict(fitted or {})
 
     def restore_one(vol: Volume, model: Model, ti: int, ci: int) -> np.ndarray:
         if ci not in normalizers:
@@ -727,8 +731,9 @@ def _run_series(layout: Any, series: SeriesOptions, cfg: TrainConfig, out: Path,
         train_s = time.perf_counter() - t0
         if save_model is not None:
             models.save(save_model, overwrite=spec.overwrite)
+        fitted = None if models.shared else {ci: m.normalizer for ci, m in enumerate(models.models)}
         result = S.restore_series(plan, models, store, done, spec.dtype,
-                                  _series_restorer(plan, device, rep, cancel), cancel)
+                                  _series_restorer(plan, device, rep, cancel, fitted), cancel)
     S.finish(result, plan, out, spec, {"selfnet_version": __version__, "source": str(layout.path)})
     for g in range(len(models.models)):
         remove_checkpoint(_series_checkpoint(out, g))
