@@ -83,10 +83,7 @@ class Model:
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write the model atomically; refuses to replace an existing file unless ``overwrite``."""
-        target = check_output_path(path, overwrite=overwrite, suffixes=MODEL_SUFFIXES)
-        with atomic_write(target) as tmp:
-            torch.save(self.to_dict(), tmp)
-        return target
+        return _save_raw(self.to_dict(), path, overwrite)
 
     @classmethod
     def load(cls, path: str | Path) -> Model:
@@ -130,6 +127,14 @@ def _config_of(raw: Any, source: str) -> TrainConfig:
         return TrainConfig.model_validate(raw)
     except ValidationError as exc:
         raise ModelError(f"{source}: {_first_error(exc)}") from None
+
+
+def _save_raw(raw: dict[str, Any], path: str | Path, overwrite: bool) -> Path:
+    """Write a model file's plain-data content atomically (never replacing a file unless ``overwrite``)."""
+    target = check_output_path(path, overwrite=overwrite, suffixes=MODEL_SUFFIXES)
+    with atomic_write(target) as tmp:
+        torch.save(raw, tmp)
+    return target
 
 
 def _load_raw(path: str | Path) -> Any:
@@ -176,10 +181,7 @@ class ModelSet:
         """Write one file holding every channel's model (a single model is written as a plain model file)."""
         if len(self.models) == 1 and self.channel_names is None:
             return self.models[0].save(path, overwrite=overwrite)
-        target = check_output_path(path, overwrite=overwrite, suffixes=MODEL_SUFFIXES)
-        with atomic_write(target) as tmp:
-            torch.save(self.to_dict(), tmp)
-        return target
+        return _save_raw(self.to_dict(), path, overwrite)
 
     @classmethod
     def load(cls, path: str | Path) -> ModelSet:
