@@ -7,8 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from selfnet.config import NetConfig, TrainConfig, make_config
+from selfnet.method.nets import ResNet2d
+from selfnet.method.normalize import Normalizer
+from selfnet.model import Model
 from selfnet.phantoms.synthetic import Phantom, make_phantom, save_phantom
 
 
@@ -43,3 +47,15 @@ def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedP
     """Run ``python -m selfnet`` as a user would; returns the completed process."""
     return subprocess.run([sys.executable, "-m", "selfnet", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, timeout=600)
+
+
+def random_model(ratio: float, net_cfg: NetConfig | None = None, seed: int = 0) -> Model:
+    """A model whose deblurring net is random (tail included, so it really changes the image), no training."""
+    torch.manual_seed(seed)
+    cfg = TrainConfig(deblur=net_cfg or NetConfig())
+    net = ResNet2d(cfg.deblur)
+    with torch.no_grad():
+        for p in net.tail.parameters():
+            p.normal_(0.0, 0.05)
+    return Model(config=cfg, ratio=ratio, spacing=(0.2 * ratio, 0.2, 0.2), normalizer=Normalizer(0.0, 1.0),
+                 deblur_state={k: v.clone() for k, v in net.state_dict().items()})

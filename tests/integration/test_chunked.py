@@ -10,7 +10,7 @@ import tifffile
 import torch
 import zarr
 
-from selfnet.config import NetConfig, TrainConfig
+from selfnet.config import NetConfig
 from selfnet.errors import ConfigError, InputError, OutputError
 from selfnet.inference import chunked as blockwise
 from selfnet.inference import cluster as dask_cluster
@@ -26,19 +26,12 @@ from selfnet.model import Model
 from selfnet.phantoms.synthetic import make_phantom
 from selfnet.training import subset
 
-from ..conftest import run_cli
+from ..conftest import random_model, run_cli
 
 
 def _model(ratio: float, net_cfg: NetConfig | None = None, seed: int = 0) -> Model:
     """A model whose deblurring net is random (tail included), so it really changes the image."""
-    torch.manual_seed(seed)
-    cfg = TrainConfig(deblur=net_cfg or NetConfig())
-    net = ResNet2d(cfg.deblur)
-    with torch.no_grad():
-        for p in net.tail.parameters():
-            p.normal_(0.0, 0.05)
-    return Model(config=cfg, ratio=ratio, spacing=(0.2 * ratio, 0.2, 0.2), normalizer=Normalizer(0.0, 1.0),
-                 deblur_state={k: v.clone() for k, v in net.state_dict().items()})
+    return random_model(ratio, net_cfg, seed)
 
 
 @pytest.fixture(scope="module")

@@ -32,12 +32,12 @@ from selfnet.config import NetConfig, TrainConfig
 from selfnet.errors import InputError
 from selfnet.io import read_volume, write_volume
 from selfnet.io import zarr as ngff
-from selfnet.method.nets import ResNet2d
-from selfnet.method.normalize import Normalizer
 from selfnet.model import Model
 from selfnet.phantoms.synthetic import Phantom
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "SELFNET_CHECKPOINT_EVERY_S": "0"}
+
+from ..conftest import random_model
 
 
 def _cli(*args: object) -> subprocess.CompletedProcess[str]:
@@ -114,14 +114,7 @@ def test_kill_9_during_training_then_resume_equals_uninterrupted(tiny_tif: Path,
 
 def _random_model(ratio: float) -> Model:
     """A small deblurring net with a random output layer (really changes the image), no training."""
-    torch.manual_seed(0)
-    cfg = TrainConfig(deblur=NetConfig(channels=8, blocks=1))
-    net = ResNet2d(cfg.deblur)
-    with torch.no_grad():
-        for p in net.tail.parameters():
-            p.normal_(0.0, 0.05)
-    return Model(config=cfg, ratio=ratio, spacing=(0.2 * ratio, 0.2, 0.2), normalizer=Normalizer(0.0, 1.0),
-                 deblur_state={k: v.clone() for k, v in net.state_dict().items()})
+    return random_model(ratio, NetConfig(channels=8, blocks=1))
 
 
 @pytest.fixture(scope="module")
