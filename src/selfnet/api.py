@@ -47,7 +47,13 @@ from selfnet.io import (
     write_volume,
 )
 from selfnet.model import MODEL_SUFFIXES, Model
-from selfnet.options import ClusterSpec, OutputSpec, QCOptions, ReadOptions, SeriesOptions
+from selfnet.options import (
+    ClusterSpec,
+    OutputSpec,
+    QCOptions,
+    ReadOptions,
+    SeriesOptions,
+)
 
 log = logging.getLogger("selfnet")
 
@@ -243,7 +249,7 @@ class _Reporter:
         self.bars.__enter__()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.bars.__exit__(*exc)
 
     def train_step(self, stage: str, step: int, total: int, losses: dict[str, float]) -> None:
@@ -334,7 +340,9 @@ def _train(vol: Volume, cfg: TrainConfig, device: Any, rep: _Reporter, checkpoin
                  f"{'' if found else ', training from the start'}")
     model = train_model(subset.data, subset.spacing, cfg, device, on_step=rep.train_step, checkpoint=checkpoint,
                         resume=resume, normalizer=normalizer, cancel=cancel)
-    from selfnet.export.info import stack_provenance  # export/info: training stack name, hash, date
+    from selfnet.export.info import (
+        stack_provenance,  # export/info: training stack name, hash, date
+    )
 
     model.summary.update(stack_provenance(vol.data, vol.path, vol.spacing))
     return model
@@ -437,7 +445,9 @@ def _derived_outputs(output: str | Path, *, trains: bool = False) -> list[Path]:
 
     if not trains:
         return [partial_store(output)]
-    from selfnet.qc.report import default_report_path  # matplotlib: only where a report is written
+    from selfnet.qc.report import (
+        default_report_path,  # matplotlib: only where a report is written
+    )
 
     return [partial_store(output), _checkpoint_name(output), default_report_path(output)]
 
@@ -645,27 +655,67 @@ def _series_trainer(device: Any, rep: _Reporter, resume: bool) -> Callable[..., 
     return train_one
 
 
-def _series_restorer(plan: Any, device: Any, rep: _Reporter, cancel: CancelToken | None,
-                     fitted: dict[int, Any] | None = None) -> Callable[..., Any]:
-    """Restore one (t, c) stack with its channel's normaliser, fitted once on the training time points.
-
-    ``fitted``: normalisers already fitted on exactly those data (per-channel models trained in this run).
-    """
+def _series_normalizers(plan: Any, fitted: dict[int, Any] | None) -> Callable[[int, Model], Any]:
+    """Each channel's normaliser, fitted once on the training time points (or ``fitted`` on exactly those data)."""
     from selfnet import series as S
-    from selfnet.inference.restore import restore_volume
     from selfnet.method.normalize import fit_normalizer
 
     normalizers: dict[int, Any] = dict(fitted or {})
 
-    def restore_one(vol: Volume, model: Model, ti: int, ci: int) -> np.ndarray:
+    def normalizer_for(ci: int, model: Model) -> Any:
         if ci not in normalizers:
             sample = S.training_stack(plan, [plan.channels[ci]]).data
             normalizers[ci] = fit_normalizer(sample, model.config.norm_percentiles)
-        data, _ = restore_volume(vol.data, vol.spacing, model, device, normalizer=normalizers[ci],
+        return normalizers[ci]
+
+    return normalizer_for
+
+
+def _series_restorer(plan: Any, store: Path, spec: OutputSpec, device: Any, rep: _Reporter,
+                     cancel: CancelToken | None, blocks: bool, client: Any = None,
+                     fitted: dict[int, Any] | None = None) -> Callable[..., dict[str, float]]:
+    """Restore one (t, c) stack into its slot of ``store``: in RAM, or block by block (in-process or on ``client``).
+
+    ``fitted``: normalisers already fitted on exactly the training data (per-channel models trained in this run).
+    """
+    from selfnet import series as S
+
+    normalizer_for = _series_normalizers(plan, fitted)
+    if blocks:
+        from selfnet.inference.chunked import restore_into
+
+        def restore_blocks(vol: Volume, model: Model, ti: int, ci: int) -> dict[str, float]:
+            return restore_into(vol, model, store, plan.index(ti, ci), normalizer_for(ci, model), block=spec.block,
+                                device=str(device), dtype=spec.dtype, client=client, on_block=rep.block_step,
+                                cancel=cancel)
+
+        return restore_blocks
+    from selfnet.inference.restore import restore_volume
+
+    def restore_one(vol: Volume, model: Model, ti: int, ci: int) -> np.ndarray:
+        data, _ = restore_volume(vol.data, vol.spacing, model, device, normalizer=normalizer_for(ci, model),
                                  on_progress=rep.restore_step, cancel=cancel)
         return data
 
-    return restore_one
+    return S.in_ram(plan, store, spec.dtype, restore_one)
+
+
+def _restore_into_series(plan: Any, models: Any, store: Path, done: set, out: Path, spec: OutputSpec,
+                         cluster: ClusterSpec, device: Any, rep: _Reporter, cancel: CancelToken | None,
+                         fitted: dict[int, Any] | None = None) -> Any:
+    """Restore the series' unfinished stacks (in RAM or block-wise, on a cluster if asked) and finish the output."""
+    from selfnet import series as S
+    from selfnet.inference.chunked import cluster_runner
+    from selfnet.inference.cluster import cluster_client
+
+    blocks = S.wants_blocks(plan, spec, cluster.used)
+    with cluster_client(workers=cluster.workers, scheduler=cluster.scheduler, tls_ca_file=cluster.tls_ca_file,
+                        tls_cert=cluster.tls_cert, tls_key=cluster.tls_key) as client:
+        restore = _series_restorer(plan, store, spec, device, rep, cancel, blocks, client, fitted)
+        result = S.restore_series(plan, models, store, done, restore, cancel)
+        S.finish(result, plan, out, spec, {"selfnet_version": __version__, "source": str(plan.layout.path)},
+                 run=cluster_runner(client))
+    return result
 
 
 def _train_series(layout: Any, series: SeriesOptions, cfg: TrainConfig, device: Any, output: str | Path | None,
@@ -693,14 +743,11 @@ def _restore_series(layout: Any, series: SeriesOptions, models: Any, out: Path, 
     """Restore every (t, c) stack of a file with a model set into ``out``."""
     from selfnet import series as S
 
-    S.check_series_output(out, spec, cluster.used)
+    S.check_series_output(out, spec)
     plan = S.plan_series(layout, series, models.channels)
     log.info(S.describe(plan))
-    S.check_stack_memory(plan, spec.dtype)
     store, done = S.open_store(plan, out, spec, {**settings, **_plan_settings(plan, spec)})
-    result = S.restore_series(plan, models, store, done, spec.dtype, _series_restorer(plan, device, rep, cancel),
-                              cancel)
-    S.finish(result, plan, out, spec, {"selfnet_version": __version__, "source": str(layout.path)})
+    result = _restore_into_series(plan, models, store, done, out, spec, cluster, device, rep, cancel)
     return Restored(None, out, result.shape, result.spacing, result.seconds, str(device), result.stacks,  # type: ignore[arg-type]
                     result.stacks_run, axes=plan.axes)
 
@@ -718,10 +765,9 @@ def _run_series(layout: Any, series: SeriesOptions, cfg: TrainConfig, out: Path,
     from selfnet import series as S
     from selfnet.training.session import remove_checkpoint
 
-    S.check_series_output(out, spec, cluster.used)
+    S.check_series_output(out, spec)
     plan = S.plan_series(layout, series)
     log.info(S.describe(plan))
-    S.check_stack_memory(plan, spec.dtype)
     t0 = time.perf_counter()
     with _Reporter(progress) as rep:
         store, done = S.open_store(plan, out, spec, {"train": cfg.model_dump(mode="json"),
@@ -732,9 +778,7 @@ def _run_series(layout: Any, series: SeriesOptions, cfg: TrainConfig, out: Path,
         if save_model is not None:
             models.save(save_model, overwrite=spec.overwrite)
         fitted = None if models.shared else {ci: m.normalizer for ci, m in enumerate(models.models)}
-        result = S.restore_series(plan, models, store, done, spec.dtype,
-                                  _series_restorer(plan, device, rep, cancel, fitted), cancel)
-    S.finish(result, plan, out, spec, {"selfnet_version": __version__, "source": str(layout.path)})
+        result = _restore_into_series(plan, models, store, done, out, spec, cluster, device, rep, cancel, fitted)
     for g in range(len(models.models)):
         remove_checkpoint(_series_checkpoint(out, g))
     restored = Restored(None, out, result.shape, result.spacing, result.seconds, str(device), result.stacks,  # type: ignore[arg-type]
@@ -854,5 +898,17 @@ def info(model: str | Path) -> dict[str, Any]:
     return provenance(Model.load(model), model)
 
 
-__all__ = ["ProgressEvent", "Restored", "RunResult", "CancelToken", "Cancelled", "export", "info", "open_volume",
-           "qc", "restore", "run", "train"]
+__all__ = [
+    "CancelToken",
+    "Cancelled",
+    "ProgressEvent",
+    "Restored",
+    "RunResult",
+    "export",
+    "info",
+    "open_volume",
+    "qc",
+    "restore",
+    "run",
+    "train",
+]

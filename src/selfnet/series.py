@@ -3,9 +3,12 @@
 Each channel is trained once (or all together, ``shared``) on a few time points spread over the
 series, with one normaliser per channel fitted on those time points, so the restored series does
 not flicker. Every selected (t, c) stack is then restored and written into one TCZYX-like store,
-one stack at a time (memory bounded by one stack), with a progress marker per stack: ``resume``
-skips finished stacks and reuses the trained models kept in the store. TIFF and ``.npy`` outputs
-are streamed out of that hidden store at the end through the one writer per format.
+one stack at a time, with a progress marker per stack: ``resume`` skips finished stacks and reuses
+the trained models kept in the store. A stack is restored in RAM, or block by block into its slot
+(asked for, on Dask workers, or when one stack does not fit in RAM: memory bounded by one block),
+with block markers so ``resume`` also continues inside a stack. OME-Zarr outputs may get a pyramid
+(z/y/x down-sampled, t/c kept); TIFF and ``.npy`` outputs are streamed out of that hidden store at
+the end through the one writer per format.
 """
 
 from __future__ import annotations
@@ -122,6 +125,9 @@ def train_models(plan: SeriesPlan, cfg: TrainConfig, train: TrainFn, checkpoint_
 
 
 RestoreFn = Callable[[Volume, Model, int, int], np.ndarray]
+"""Restore the stack of the ``ti``-th time point and ``ci``-th channel in RAM."""
+StackFn = Callable[[Volume, Model, int, int], dict[str, float]]
+"""Restore the stack of the ``ti``-th time point and ``ci``-th channel into its slot of the store; its min and max."""
 
 
 @dataclass
@@ -165,7 +171,7 @@ def open_store(plan: SeriesPlan, output: Path, spec: OutputSpec, settings: dict[
     shape = plan.out_lead + (_n_out(plan),) + plan.layout.shape[1:]
     chunks = (1,) * len(plan.out_lead) + (min(shape[-3], 64),) + tuple(min(n, 256) for n in shape[-2:])
     create_store(store, shape, spec.dtype, chunks=chunks, version=spec.ngff,
-                 attrs={"series": settings, "selfnet_version": __version__})
+                 attrs={"series": settings, "selfnet_version": __version__}, dims=plan.axes.lower())
     return store, set()
 
 
@@ -176,14 +182,27 @@ def _n_out(plan: SeriesPlan) -> int:
     return n_iso(plan.layout.shape[0], dz / dx)
 
 
-def restore_series(plan: SeriesPlan, models: ModelSet, store: Path, done: set, dtype: str, restore: RestoreFn,
+def in_ram(plan: SeriesPlan, store: Path, dtype: str, restore: RestoreFn) -> StackFn:
+    """A :data:`StackFn` that restores a whole stack in RAM and writes it into its slot of ``store``."""
+    from selfnet.io.zarr import open_level
+
+    arr = open_level(store, 0, mode="r+")
+
+    def write(vol: Volume, model: Model, ti: int, ci: int) -> dict[str, float]:
+        out = to_dtype(restore(vol, model, ti, ci), dtype)
+        arr[plan.index(ti, ci)] = out
+        return {"min": float(out.min()), "max": float(out.max())}
+
+    return write
+
+
+def restore_series(plan: SeriesPlan, models: ModelSet, store: Path, done: set, restore: StackFn,
                    cancel: CancelToken | None) -> SeriesResult:
     """Restore every planned (t, c) stack not yet ``done`` into ``store``, one stack at a time."""
-    from selfnet.inference.resume import _mark_done, done_blocks
+    from selfnet.inference.resume import _mark_done, done_blocks, forget_blocks
     from selfnet.io.zarr import open_level
 
     t0 = time.perf_counter()
-    arr = open_level(store, 0, mode="r+")
     todo = [s for s in plan.stacks() if plan.index(s[0], s[2]) not in done]
     hint = f"finished stacks are kept in {store}: rerun the same command with --resume to complete it"
     for n, (ti, t, ci, c) in enumerate(todo, start=1):
@@ -192,15 +211,14 @@ def restore_series(plan: SeriesPlan, models: ModelSet, store: Path, done: set, d
         log.info(f"restoring time point {t} ({ti + 1}/{len(plan.times)}), channel {c} ({ci + 1}/"
                  f"{len(plan.channels)}) [{n}/{len(todo)}]")
         try:
-            restored = restore(series_volume(plan.layout, t, c), models.for_channel(ci), ti, ci)
+            stats = restore(series_volume(plan.layout, t, c), models.for_channel(ci), ti, ci)
         except Cancelled:
             raise Cancelled(hint) from None
-        out = to_dtype(restored, dtype)
-        arr[plan.index(ti, ci)] = out
-        _mark_done(store, plan.index(ti, ci), {"min": float(out.min()), "max": float(out.max())})
-    stats = done_blocks(store)
-    ranges = [_channel_range(stats, plan, ci) for ci in range(len(plan.channels))]
-    shape = tuple(int(n) for n in arr.shape)
+        _mark_done(store, plan.index(ti, ci), stats)
+        forget_blocks(store, plan.index(ti, ci))  # the stack's marker now stands for its blocks
+    markers = done_blocks(store)
+    ranges = [_channel_range(markers, plan, ci) for ci in range(len(plan.channels))]
+    shape = tuple(int(n) for n in open_level(store, 0).shape)
     spacing = (plan.layout.spacing[2], plan.layout.spacing[1], plan.layout.spacing[2])
     return SeriesResult(store, shape, plan.axes, spacing, len(plan.stacks()), len(todo),
                         time.perf_counter() - t0, ranges)
@@ -232,19 +250,29 @@ def display_of(plan: SeriesPlan, ranges: list[tuple[float, float]]) -> dict[str,
     return out
 
 
-def finish(result: SeriesResult, plan: SeriesPlan, output: Path, spec: OutputSpec,
-           metadata: dict[str, Any]) -> Path:
-    """Metadata last for OME-Zarr; TIFF / npy streamed out of the hidden store, which is then removed."""
+def finish(result: SeriesResult, plan: SeriesPlan, output: Path, spec: OutputSpec, metadata: dict[str, Any],
+           run: Callable[[Callable[..., None], list[Any]], None] | None = None) -> Path:
+    """Pyramid (asked for) and metadata last for OME-Zarr; TIFF / npy streamed out of the hidden store.
+
+    ``run(fn, items)`` computes the pyramid's regions on a Dask cluster (default: in this process).
+    """
     import shutil
 
     from selfnet.inference.resume import PROGRESS_DIR
     from selfnet.io.write import write_array
-    from selfnet.io.zarr import finalize_store, is_zarr_path, open_level, remove_store
+    from selfnet.io.zarr import (
+        add_pyramid,
+        finalize_store,
+        is_zarr_path,
+        open_level,
+        remove_store,
+    )
 
     display = display_of(plan, result.ranges)
     if is_zarr_path(output):
         display["windows"] = display.pop("ranges")
-        finalize_store(result.path, result.spacing, 1, lead=plan.layout.axes.lower(), display=display,
+        levels = add_pyramid(result.path, run=run) if spec.pyramid else 1
+        finalize_store(result.path, result.spacing, levels, lead=plan.layout.axes.lower(), display=display,
                        extra={"metadata": metadata})
         shutil.rmtree(result.path / PROGRESS_DIR, ignore_errors=True)
         return output
@@ -254,26 +282,40 @@ def finish(result: SeriesResult, plan: SeriesPlan, output: Path, spec: OutputSpe
     return output
 
 
-def check_series_output(output: Path, spec: OutputSpec, cluster_used: bool) -> None:
-    """What block-wise options mean for a series: refused where not supported yet, with the way out."""
-    if cluster_used:
-        raise ConfigError("--workers/--scheduler restore one 3D stack: pick it with --channel N --timepoint N")
-    if spec.pyramid:
-        raise ConfigError("--pyramid is not available for multi-channel / time-lapse outputs yet")
-    if spec.block or spec.chunked:
-        raise ConfigError("--block/--chunked restore one 3D stack: pick it with --channel N --timepoint N "
-                          "(a series is already restored one stack at a time)")
+def check_series_output(output: Path, spec: OutputSpec) -> None:
+    """Options that make no sense for this series output, refused before anything is written."""
+    from selfnet.inference.plan import parse_block
+    from selfnet.io.zarr import is_zarr_path
+
+    if spec.pyramid and not is_zarr_path(output):
+        raise ConfigError("--pyramid needs an OME-Zarr output (.zarr or .ome.zarr)")
+    if spec.block is not None:
+        parse_block(spec.block)
 
 
-def check_stack_memory(plan: SeriesPlan, dtype: str) -> None:
-    """One (t, c) stack must fit in RAM (the series itself never has to)."""
+def wants_blocks(plan: SeriesPlan, spec: OutputSpec, cluster_used: bool) -> bool:
+    """Block-wise when asked (``--chunked``, ``--block``, a Dask cluster), for large stacks, or when one does not fit in RAM."""
+    from selfnet.inference.plan import AUTO_CHUNK_VOXELS
+
+    if spec.chunked or spec.block is not None or cluster_used:
+        return True
+    if _n_out(plan) * plan.layout.shape[1] * plan.layout.shape[2] > AUTO_CHUNK_VOXELS:
+        log.info("one stack of the series is large: restoring each block by block")
+        return True
+    free = memory.available_bytes()
+    if free is not None and stack_bytes(plan, spec.dtype) > free:
+        log.info("one stack of the series does not fit in RAM: restoring each block by block")
+        return True
+    return False
+
+
+def stack_bytes(plan: SeriesPlan, dtype: str) -> int:
+    """Memory that restoring one (t, c) stack in RAM needs."""
     z, y, x = plan.layout.shape
     itemsize = np.dtype(plan.layout.dtype).itemsize
     out_itemsize = np.dtype(dtype).itemsize if dtype != "float32" else 4
     dz, _, dx = plan.layout.spacing
-    memory.check_fits(memory.restore_bytes((z, y, x), itemsize, dz / dx, out_itemsize),
-                      f"restoring one {z}x{y}x{x} stack of the series",
-                      "restore one stack at a time with --channel N --timepoint N and -o OUT.ome.zarr")
+    return memory.restore_bytes((z, y, x), itemsize, dz / dx, out_itemsize)
 
 
 def describe(plan: SeriesPlan) -> str:

@@ -13,7 +13,6 @@ from selfnet.errors import Cancelled, CancelToken, ConfigError, ModelError
 from selfnet.io import read_volume
 from selfnet.io.series import parse_indices, probe_series, spread
 from selfnet.model import ModelSet
-from selfnet.options import ClusterSpec
 from selfnet.phantoms.synthetic import make_phantom
 
 from ..conftest import run_cli
@@ -133,8 +132,8 @@ def test_bad_series_options_are_one_line_errors(hyperstack, models, tmp_path):
         api.restore(hyperstack, models, output=tmp_path / "x.tif", progress=False, timepoints="two")
     with pytest.raises(ModelError, match="2 channel models but 1"):
         api.restore(hyperstack, models, output=tmp_path / "x.tif", progress=False, channels="0")
-    with pytest.raises(ConfigError, match="--channel N --timepoint N"):
-        api.restore(hyperstack, models, output=tmp_path / "x.zarr", progress=False, cluster=ClusterSpec(workers=2))
+    with pytest.raises(ConfigError, match="--block sizes"):
+        api.restore(hyperstack, models, output=tmp_path / "x.zarr", progress=False, block="10")
     proc = run_cli("restore", hyperstack, "-m", models, "-o", tmp_path / "y.tif", "--channels", "0,7", "-q")
     assert proc.returncode == 2 and "out of range" in proc.stderr and "Traceback" not in proc.stderr
     assert not list(tmp_path.iterdir())

@@ -1,6 +1,6 @@
 """A whole chunked restore into an OME-Zarr store, in-process or on a Dask cluster.
 
-Blocks run in any order; the pyramid and ``multiscales`` metadata are written after the last
+``restore_into`` fills one (t, c) slot of a series store with the same block jobs. Blocks run in any order; the pyramid and ``multiscales`` metadata are written after the last
 block, so an interrupted store never looks like a finished OME-Zarr image.
 """
 
@@ -28,11 +28,17 @@ from selfnet.inference.job import (
     model_fingerprint,
 )
 from selfnet.inference.plan import BlockPlan, choose_halo, parse_block
-from selfnet.inference.resume import PROGRESS_DIR, _open_or_create, done_blocks
+from selfnet.inference.resume import (
+    PROGRESS_DIR,
+    _open_or_create,
+    done_blocks,
+    stack_blocks,
+)
 from selfnet.inference.slices import VIEWS, check_ratio
 from selfnet.io import Volume
 from selfnet.io.source import DamagedDataError, SourceSpec
 from selfnet.io.zarr import DEFAULT_NGFF, add_pyramid, check_zarr_output, finalize_store
+from selfnet.method.normalize import Normalizer
 from selfnet.model import Model
 
 ProgressFn = Callable[[int, int], None]
@@ -86,14 +92,10 @@ def restore_chunked(vol: Volume, model: Model, output: str | Path, *, block: Seq
     from selfnet.devices import resolve_device
 
     t0 = time.perf_counter()
-    ratio = vol.spacing[0] / vol.spacing[2]
-    check_ratio(model.ratio, ratio, force=force)
+    check_ratio(model.ratio, vol.spacing[0] / vol.spacing[2], force=force)
     torch_device = resolve_device(device)
     net = model.deblur_net(torch_device)
-    multiple = int(getattr(net, "multiple", 1))
-    raw_shape = tuple(int(n) for n in vol.data.shape)
-    plan = BlockPlan(raw_shape, float(ratio), parse_block(block, multiple),  # type: ignore[arg-type]
-                     halo or choose_halo(net), multiple)
+    plan = _block_plan(vol, net, block, halo)
     spacing = (vol.spacing[2], vol.spacing[1], vol.spacing[2])
     store = check_zarr_output(output, overwrite=overwrite, resume=resume)
     fingerprint = model_fingerprint(model)
@@ -104,24 +106,63 @@ def restore_chunked(vol: Volume, model: Model, output: str | Path, *, block: Seq
         return _already_complete(store, plan, spacing, t0)
     job = BlockJob(str(store), plan, normalizer.low, normalizer.high, dtype, tuple(views), device, fingerprint)
     todo = [i for i in plan.indices() if i not in done]
-    total, finished = len(plan.indices()), len(done)
+    worker_rss = _run_blocks(job, vol, model, net, torch_device, todo, len(done), client, on_block, cancel)
+    levels = _finish(store, spacing, pyramid, client)
+    return ChunkedResult(store, plan.out_shape, spacing, len(plan.indices()), len(todo), time.perf_counter() - t0,
+                         levels, peak_rss(), worker_rss, {"halo": plan.halo, "block": plan.block})
+
+
+def restore_into(vol: Volume, model: Model, store: str | Path, lead: tuple[int, ...], normalizer: Normalizer, *,
+                 block: Sequence[int] | str | None = None, device: str = "cpu", dtype: str = "float32",
+                 views: tuple[str, ...] = VIEWS, client: Any = None, force: bool = False, halo: int | None = None,
+                 on_block: ProgressFn | None = None, cancel: CancelToken | None = None) -> dict[str, float]:
+    """Restore ``vol`` block by block into the (t, c) slot ``lead`` of an existing series store; its min and max.
+
+    The series' ``normalizer`` is used (one per channel, so time points do not flicker); blocks
+    already marked for this stack with the same plan are skipped, so ``resume`` works inside a stack.
+    """
+    from selfnet.devices import resolve_device
+
+    check_ratio(model.ratio, vol.spacing[0] / vol.spacing[2], force=force)
+    torch_device = resolve_device(device)
+    net = model.deblur_net(torch_device)
+    plan = _block_plan(vol, net, block, halo)
+    store = Path(store)
+    done = stack_blocks(store, lead, plan)
+    job = BlockJob(str(store), plan, normalizer.low, normalizer.high, dtype, tuple(views), device,
+                   model_fingerprint(model), lead=tuple(int(i) for i in lead))
+    todo = [i for i in plan.indices() if i not in done]
+    _run_blocks(job, vol, model, net, torch_device, todo, len(done), client, on_block, cancel)
+    stats = list(stack_blocks(store, lead, plan).values())
+    return {"min": min(s["min"] for s in stats), "max": max(s["max"] for s in stats)}
+
+
+def _block_plan(vol: Volume, net: Any, block: Sequence[int] | str | None, halo: int | None) -> BlockPlan:
+    """How the output of ``vol`` is cut into blocks for ``net`` (origins on its unshuffle multiple)."""
+    multiple = int(getattr(net, "multiple", 1))
+    raw_shape = tuple(int(n) for n in vol.data.shape)
+    return BlockPlan(raw_shape, float(vol.spacing[0] / vol.spacing[2]), parse_block(block, multiple),  # type: ignore[arg-type]
+                     halo or choose_halo(net), multiple)
+
+
+def _run_blocks(job: BlockJob, vol: Volume, model: Model, net: Any, device: Any, todo: list[tuple[int, ...]],
+                finished: int, client: Any, on_block: ProgressFn | None, cancel: CancelToken | None) -> int | None:
+    """Run the ``todo`` blocks in-process or on ``client``'s workers; the largest worker's peak memory."""
+    total = finished + len(todo)
+    store = Path(job.store)
     if on_block:
         on_block(finished, total)
-    worker_rss = None
     with _damaged_input_keeps_blocks(vol, store):
         if client is None:
             for index in todo:
                 _check_cancel(cancel, store)
-                _write_block(job, vol.data, index, net, torch_device)
+                _write_block(job, vol.data, index, net, device)
                 finished += 1
                 if on_block:
                     on_block(finished, total)
-        else:
-            _run_distributed(client, job, vol, model, todo, finished, total, on_block, cancel)
-            worker_rss = _worker_peak(client)
-    levels = _finish(store, spacing, pyramid, client)
-    return ChunkedResult(store, plan.out_shape, spacing, total, len(todo), time.perf_counter() - t0, levels,
-                         peak_rss(), worker_rss, {"halo": plan.halo, "block": plan.block})
+            return None
+        _run_distributed(client, job, vol, model, todo, finished, total, on_block, cancel)
+        return _worker_peak(client)
 
 
 def _already_complete(store: Path, plan: BlockPlan, spacing: tuple[float, float, float], t0: float) -> ChunkedResult:
@@ -181,7 +222,7 @@ def _worker_peak(client: Any) -> int | None:
     return None
 
 
-def _cluster_runner(client: Any) -> Callable[[Callable[..., None], list[Any]], None] | None:
+def cluster_runner(client: Any) -> Callable[[Callable[..., None], list[Any]], None] | None:
     """``run(fn, items)`` that maps ``fn`` over ``items`` on the cluster and waits (None: in-process)."""
     if client is None:
         return None
@@ -196,7 +237,7 @@ def _finish(store: Path, spacing: tuple[float, float, float], pyramid: bool, cli
     """Pyramid (optional), then metadata; the store counts as complete only after this."""
     stats = done_blocks(store).values()
     window = (min(s["min"] for s in stats), max(s["max"] for s in stats)) if stats else None
-    levels = add_pyramid(store, run=_cluster_runner(client)) if pyramid else 1
+    levels = add_pyramid(store, run=cluster_runner(client)) if pyramid else 1
     finalize_store(store, spacing, levels, window=window)
     with contextlib.suppress(OSError):
         shutil.rmtree(store / PROGRESS_DIR)

@@ -100,19 +100,24 @@ def client_security(address: str, ca_file: str | None, cert: str | None, key: st
     return Security(tls_ca_file=ca_file, tls_client_cert=cert, tls_client_key=key, require_encryption=True)
 
 
-def restore_with_cluster(vol: Volume, model: Model, output: str | Path, *, workers: int | None = None,
-                         scheduler: str | None = None, tls_ca_file: str | None = None, tls_cert: str | None = None,
-                         tls_key: str | None = None, **options: Any) -> ChunkedResult:
-    """:func:`restore_to_file` in-process, on a local cluster (``workers``) or a remote one (TLS optional)."""
+def cluster_client(*, workers: int | None = None, scheduler: str | None = None, tls_ca_file: str | None = None,
+                   tls_cert: str | None = None, tls_key: str | None = None) -> contextlib.AbstractContextManager[Any]:
+    """A local cluster (``workers``), a remote one (``scheduler``, TLS optional), or ``None``: in-process."""
     if workers and scheduler:
         raise ConfigError("use either --workers or --scheduler, not both")
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     if scheduler:
-        cluster = remote_client(scheduler, tls_ca_file=tls_ca_file, tls_cert=tls_cert, tls_key=tls_key)
-    elif workers:
-        cluster = local_client(workers)
-    else:
-        cluster = contextlib.nullcontext(None)
-    with cluster as client:
+        return remote_client(scheduler, tls_ca_file=tls_ca_file, tls_cert=tls_cert, tls_key=tls_key)
+    if workers:
+        return local_client(workers)
+    return contextlib.nullcontext(None)
+
+
+def restore_with_cluster(vol: Volume, model: Model, output: str | Path, *, workers: int | None = None,
+                         scheduler: str | None = None, tls_ca_file: str | None = None, tls_cert: str | None = None,
+                         tls_key: str | None = None, **options: Any) -> ChunkedResult:
+    """:func:`restore_to_file` in-process, on a local cluster (``workers``) or a remote one (TLS optional)."""
+    with cluster_client(workers=workers, scheduler=scheduler, tls_ca_file=tls_ca_file, tls_cert=tls_cert,
+                        tls_key=tls_key) as client:
         return restore_to_file(vol, model, output, client=client, **options)

@@ -22,6 +22,7 @@ from selfnet.method.normalize import Normalizer
 from selfnet.model import Model
 
 _NETS: dict[str, nn.Module] = {}
+_KEPT_NETS = 4
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class BlockJob:
     fingerprint: str
     source: SourceSpec | None = None
     threads: int | None = None
+    lead: tuple[int, ...] = ()
+    """The (t, c) slot of a series store that the blocks fill (empty: a ZYX store)."""
 
 
 def model_fingerprint(model: Model) -> str:
@@ -54,9 +57,9 @@ def _write_block(job: BlockJob, data: Any, index: tuple[int, ...], net: nn.Modul
     t0 = time.perf_counter()
     normalizer = Normalizer(job.low, job.high)
     out = to_dtype(restore_block(data, job.plan, index, net, device, normalizer, views=job.views), job.dtype)
-    open_level(job.store, 0, mode="r+")[job.plan.region(index)] = out
+    open_level(job.store, 0, mode="r+")[job.lead + job.plan.region(index)] = out
     stats = {"min": float(out.min()), "max": float(out.max()), "seconds": time.perf_counter() - t0}
-    _mark_done(job.store, index, stats)
+    _mark_done(job.store, job.lead + tuple(index), stats)
     return stats
 
 
@@ -68,7 +71,8 @@ def _worker_block(index: tuple[int, ...], job: BlockJob, model: dict[str, Any]) 
     if job.fingerprint not in _NETS:
         if job.threads:
             torch.set_num_threads(job.threads)
-        _NETS.clear()
+        if len(_NETS) >= _KEPT_NETS:  # a series alternates between its channel models
+            _NETS.clear()
         _NETS[job.fingerprint] = Model.from_dict(model).deblur_net(device)
     data = job.source.open()  # type: ignore[union-attr]
     if tuple(data.shape) != tuple(job.plan.raw_shape):

@@ -53,6 +53,34 @@ def done_blocks(store: str | Path) -> dict[tuple[int, ...], dict[str, float]]:
     return found
 
 
+def stack_blocks(store: str | Path, lead: Sequence[int], plan: BlockPlan) -> dict[tuple[int, ...], dict[str, float]]:
+    """Finished blocks of the (t, c) stack ``lead`` of a series store, trusted only if cut by the same ``plan``.
+
+    The plan is recorded beside the markers; blocks cut another way are forgotten (the stack starts again).
+    """
+    lead = tuple(int(i) for i in lead)
+    record = Path(store) / PROGRESS_DIR / ("plan_" + "_".join(map(str, lead)) + ".json")
+    if record.is_file() and json.loads(record.read_text()) != plan.to_dict():
+        forget_blocks(store, lead)
+    if not record.is_file():
+        record.parent.mkdir(exist_ok=True)
+        tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(plan.to_dict()))
+        os.replace(tmp, record)
+    n = len(lead)
+    return {k[n:]: v for k, v in done_blocks(store).items() if len(k) == n + 3 and k[:n] == lead}
+
+
+def forget_blocks(store: str | Path, lead: Sequence[int]) -> None:
+    """Remove the block markers (and recorded plan) of the (t, c) stack ``lead`` of a series store."""
+    lead = tuple(int(i) for i in lead)
+    n = len(lead)
+    for index in done_blocks(store):
+        if len(index) == n + 3 and index[:n] == lead:
+            _marker(store, index).unlink(missing_ok=True)
+    (Path(store) / PROGRESS_DIR / ("plan_" + "_".join(map(str, lead)) + ".json")).unlink(missing_ok=True)
+
+
 def _open_or_create(store: Path, vol: Volume, model: Model, plan: BlockPlan, settings: dict[str, Any],
                     resume: bool, version: str, chunks: tuple[int, int, int] | None,
                     metadata: dict[str, Any] | None) -> tuple[Normalizer, dict[tuple[int, ...], Any] | None]:

@@ -67,6 +67,7 @@ class SourceSpec:
     timepoint: int | None = None
     channel: int | None = None
     level: int = 0
+    axes: str | None = None
 
     @classmethod
     def from_volume(cls, vol: Volume) -> SourceSpec:
@@ -75,7 +76,8 @@ class SourceSpec:
             raise ConfigError("a distributed restore needs a volume read from a file (workers re-open it)")
         sel = vol.metadata.get("selected", {}) or {}
         return cls(str(Path(vol.path).resolve()), float(vol.spacing[2]), float(vol.spacing[0]),
-                   sel.get("T"), sel.get("C"), int(vol.metadata.get("level", 0) or 0))
+                   sel.get("T"), sel.get("C"), int(vol.metadata.get("level", 0) or 0),
+                   vol.metadata.get("axes_option"))
 
     def open(self) -> Any:
         """The lazy ZYX data (cached per process)."""
@@ -83,13 +85,18 @@ class SourceSpec:
         if key not in _OPEN_SOURCES:
             from selfnet.io import read_volume
 
+            if len(_OPEN_SOURCES) >= _KEPT_SOURCES:  # a series opens one (t, c) stack after another
+                _OPEN_SOURCES.clear()
+
             vol = read_volume(self.path, lateral_um=self.lateral_um, axial_um=self.axial_um,
-                              timepoint=self.timepoint, channel=self.channel, level=self.level, lazy=True)
+                              timepoint=self.timepoint, channel=self.channel, level=self.level, lazy=True,
+                              axes=self.axes)
             _OPEN_SOURCES[key] = vol.data
         return _OPEN_SOURCES[key]
 
 
 _OPEN_SOURCES: dict[str, Any] = {}
+_KEPT_SOURCES = 8
 
 
 EXACT_NORMALIZER_VOXELS = 16_000_000

@@ -133,7 +133,7 @@ def _ome_display(tf: tifffile.TiffFile) -> dict[str, Any]:
         return {}
     out: dict[str, Any] = {}
     channels = [el for el in pixels if el.tag.rsplit("}", 1)[-1] == "Channel"]
-    if len(channels) > 1 and all(ch.get("Name") for ch in channels):
+    if channels and all(ch.get("Name") for ch in channels):  # one named channel too: its name survives
         out["names"] = [str(ch.get("Name")) for ch in channels]
     if len(channels) > 1 and all(ch.get("Color") for ch in channels):
         with contextlib.suppress(ValueError):

@@ -91,6 +91,8 @@ def read_volume(
     }
     if raw.notes:
         metadata["notes"] = raw.notes
+    if axes is not None:  # workers that re-open the file (io.source.SourceSpec) need the same naming
+        metadata["axes_option"] = axes
     if raw.display:
         metadata["display"] = raw.display
     return Volume(data=data, spacing=spacing, path=p, metadata=metadata)

@@ -58,21 +58,21 @@ def have_zarr() -> bool:
 
 __all__ = [
     "NGFF_VERSIONS",
-    "add_pyramid",
-    "default_chunks",
-    "pyramid_regions",
     "ZARR_SUFFIXES",
+    "add_pyramid",
     "check_zarr_output",
     "create_store",
+    "default_chunks",
+    "display_window",
     "finalize_store",
     "is_zarr_path",
     "lazy_tiff_series",
     "multiscales_metadata",
     "open_level",
+    "pyramid_regions",
     "pyramid_shapes",
     "read_ngff",
     "remove_store",
-    "display_window",
     "selfnet_attrs",
     "write_ngff",
     "write_pyramid_level",
@@ -162,7 +162,7 @@ def read_ngff(path: str | Path, *, lateral_um: float | None = None, axial_um: fl
     timepoint, channel : 0-based picks for ``t``/``c`` axes of size > 1
     level : multiscale level (0 = full resolution)
     """
-    from selfnet.io import Volume  # noqa: F811  (runtime import: io imports this module lazily)
+    from selfnet.io import Volume
 
     _require_zarr()
     label = str(path)
@@ -194,6 +194,9 @@ def read_ngff(path: str | Path, *, lateral_um: float | None = None, axial_um: fl
         metadata["notes"] = notes
     if not isinstance(node, zarr.Array):
         metadata["display"] = _omero_display(node)
+        interval = _frame_interval(axes, scale, units)
+        if interval is not None:
+            metadata["display"]["frame_interval_s"] = interval
     return Volume(data=data, spacing=spacing, path=p, metadata=metadata)
 
 
@@ -206,6 +209,19 @@ def _omero_display(group: zarr.Group) -> dict[str, Any]:
                 "ranges": [(float(ch["window"]["start"]), float(ch["window"]["end"])) for ch in channels]}
     except (KeyError, TypeError, ValueError):
         return {}
+
+
+_S_PER_TIME_UNIT = {"second": 1.0, "millisecond": 1e-3, "microsecond": 1e-6, "minute": 60.0, "hour": 3600.0,
+                    "day": 86400.0}
+
+
+def _frame_interval(axes: list[str], scale: list[float] | None, units: dict[str, str | None]) -> float | None:
+    """Seconds between time points: the ``t`` scale, when the t axis has a time unit (else unknown)."""
+    factor = _S_PER_TIME_UNIT.get(str(units.get("t")).lower())
+    if "t" not in axes or scale is None or factor is None:
+        return None
+    value = scale[axes.index("t")] * factor
+    return float(value) if math.isfinite(value) and value > 0 else None
 
 
 def _open_node(p: Path, label: str) -> zarr.Group | zarr.Array:
@@ -385,8 +401,8 @@ def multiscales_metadata(spacing: tuple[float, float, float], levels: int, *, ve
                          frame_interval_s: float | None = None) -> dict[str, Any]:
     """One NGFF ``multiscales`` entry: optional t/c axes (``lead``), z/y/x in micrometer, a scale per level."""
     axes: list[dict[str, Any]] = []
-    if "t" in lead:
-        axes.append({"name": "t", "type": "time", "unit": "second"})
+    if "t" in lead:  # a unit only with a known frame interval: a reader takes the t scale for one
+        axes.append({"name": "t", "type": "time", **({"unit": "second"} if frame_interval_s else {})})
     if "c" in lead:
         axes.append({"name": "c", "type": "channel"})
     axes += [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"]
@@ -441,14 +457,18 @@ def _largest_divisor(n: int, at_most: int) -> int:
 
 
 def create_store(path: str | Path, shape: tuple[int, ...], dtype: str, *, chunks: tuple[int, ...],
-                 version: str = DEFAULT_NGFF, attrs: dict[str, Any] | None = None) -> zarr.Array:
-    """Create a group with an empty level-0 array (ZYX, or TCZYX-like with leading axes), marked incomplete."""
+                 version: str = DEFAULT_NGFF, attrs: dict[str, Any] | None = None,
+                 dims: str | None = None) -> zarr.Array:
+    """Create a group with an empty level-0 array (ZYX, or TCZYX-like with leading axes), marked incomplete.
+
+    ``dims`` names the axes (``"tzyx"``...) where they are not the last of ``tczyx``.
+    """
     _require_zarr()
     version = _check_version(version)
     fmt = 2 if version == "0.4" else 3
     group = zarr.open_group(str(path), mode="w", zarr_format=fmt)
     group.attrs["selfnet"] = {"status": "incomplete", **(attrs or {})}
-    return _create_level(group, "0", shape, dtype, chunks, fmt)
+    return _create_level(group, "0", shape, dtype, chunks, fmt, dims)
 
 
 def _create_level(group: zarr.Group, name: str, shape: tuple[int, ...], dtype: str,
@@ -500,19 +520,23 @@ def pyramid_regions(shape: tuple[int, int, int], block: tuple[int, int, int] = _
             for origin in itertools.product(*grid)]
 
 
-def write_pyramid_level(path: str | Path, level: int, region: tuple[slice, slice, slice]) -> None:
-    """Compute one region of ``level`` as the 2x2x2 mean of ``level - 1`` (edges replicated)."""
+def write_pyramid_level(path: str | Path, level: int, region: tuple[slice, slice, slice],
+                        lead: tuple[int, ...] = ()) -> None:
+    """Compute one region of ``level`` as the 2x2x2 mean of ``level - 1`` (edges replicated).
+
+    ``lead`` picks one stack (t, c) of a store with leading axes; only z/y/x are down-sampled.
+    """
     src = open_level(path, level - 1)
     dst = open_level(path, level, mode="r+")
-    sl = tuple(slice(2 * s.start, min(2 * s.stop, n)) for s, n in zip(region, src.shape))
-    block = np.asarray(src[sl], dtype=np.float32)
+    sl = tuple(slice(2 * s.start, min(2 * s.stop, n)) for s, n in zip(region, src.shape[len(lead):]))
+    block = np.asarray(src[lead + sl], dtype=np.float32)
     want = tuple(2 * (s.stop - s.start) for s in region)
     pad = [(0, w - b) for w, b in zip(want, block.shape)]
     if any(p[1] for p in pad):
         block = np.pad(block, pad, mode="edge")
     z, y, x = (s.stop - s.start for s in region)
     mean = block.reshape(z, 2, y, 2, x, 2).mean(axis=(1, 3, 5))
-    dst[region] = _cast(mean, dst.dtype)
+    dst[lead + region] = _cast(mean, dst.dtype)
 
 
 def _cast(data: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -525,16 +549,21 @@ def add_pyramid(path: str | Path, *, run: Callable[[Callable[..., None], list[An
                 min_size: int | None = None) -> int:
     """Add down-sampled levels 1.. to a store whose level 0 is complete; return the level count.
 
-    ``run(fn, items)`` may execute ``fn(item)`` for all items in parallel (default: in a loop).
+    Leading t/c axes (a series store) are kept at full size: every (t, c) stack is down-sampled in
+    z/y/x alone. ``run(fn, items)`` may execute ``fn(item)`` for all items in parallel (default: in a loop).
     """
     base = open_level(path, 0)
-    shapes = pyramid_shapes(base.shape, min_size=min_size or _PYRAMID_MIN)
+    n_lead = base.ndim - 3
+    lead_shape, zyx = tuple(base.shape[:n_lead]), tuple(base.shape[n_lead:])
+    shapes = pyramid_shapes(zyx, min_size=min_size or _PYRAMID_MIN)  # type: ignore[arg-type]
     group = zarr.open_group(str(path), mode="r+")
     fmt = group.metadata.zarr_format
+    dims = "".join(getattr(base.metadata, "dimension_names", None) or ()) or None
     for level, shape in enumerate(shapes[1:], start=1):
-        _create_level(group, str(level), shape, base.dtype.name, default_chunks(shape), fmt)
-        regions = pyramid_regions(shape)
-        jobs = [(str(path), level, r) for r in regions]
+        _create_level(group, str(level), lead_shape + shape, base.dtype.name, (1,) * n_lead + default_chunks(shape),
+                      fmt, dims)
+        jobs = [(str(path), level, r, tuple(int(i) for i in lead))
+                for lead in np.ndindex(*lead_shape) for r in pyramid_regions(shape)]
         if run is None:
             for job in jobs:
                 write_pyramid_level(*job)
@@ -543,7 +572,7 @@ def add_pyramid(path: str | Path, *, run: Callable[[Callable[..., None], list[An
     return len(shapes)
 
 
-def _pyramid_job(job: tuple[str, int, tuple[slice, slice, slice]]) -> None:
+def _pyramid_job(job: tuple[str, int, tuple[slice, slice, slice], tuple[int, ...]]) -> None:
     write_pyramid_level(*job)
 
 
