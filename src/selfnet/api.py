@@ -39,6 +39,7 @@ from selfnet.errors import (
     SelfnetError,
 )
 from selfnet.io import (
+    FINE_RATIO,
     Volume,
     check_output_dtype,
     check_output_path,
@@ -56,6 +57,8 @@ from selfnet.options import (
 )
 
 log = logging.getLogger("selfnet")
+ISOTROPIC = 0.75
+"""QC isotropy (lateral / axial FWHM) from which a stack with a fine z step counts as already isotropic."""
 
 Spacing = tuple[float, float, float]
 Source = str | Path | Volume | np.ndarray
@@ -274,6 +277,22 @@ class _Reporter:
 # --- train -----------------------------------------------------------------------------------------
 
 
+def _refuse_isotropic(vol: Volume) -> None:
+    """A stack sampled as finely along z as in XY is worth restoring only if QC finds its axial PSF wider."""
+    from selfnet.qc.measure import estimate_resolution
+
+    res = estimate_resolution(vol.data, vol.spacing)
+    name = vol.path.name if vol.path is not None else "the stack"
+    if not res.reliable:
+        raise InputError(f"{name}: the z step is no coarser than the pixel and QC cannot measure an axial blur "
+                         f"({res.note}): nothing to restore")
+    if res.isotropy >= ISOTROPIC:
+        raise InputError(f"{name}: already isotropic (QC: axial {res.axial_um:.3g} µm, lateral {res.lateral_um:.3g} µm, "
+                         f"isotropy {res.isotropy:.2f}) and the z step is no coarser than the pixel: nothing to restore")
+    log.info(f"z step no coarser than the pixel, but the axial resolution is {1 / res.isotropy:.1f}x the lateral "
+             "(QC): learning the axial blur alone, no z interpolation")
+
+
 def train(source: Source, spacing: Spacing | None = None, *, output: str | Path | None = None,
           config: TrainConfig | str | Path | None = None, read: ReadOptions | None = None, device: str = "auto",
           overwrite: bool = False, resume: bool = False, progress: Progress = True,
@@ -329,6 +348,8 @@ def _train(vol: Volume, cfg: TrainConfig, device: Any, rep: _Reporter, checkpoin
     from selfnet.training.loop import train_model
     from selfnet.training.subset import training_volume
 
+    if vol.ratio < FINE_RATIO:
+        _refuse_isotropic(vol)
     normalizer = fit_normalizer(vol.data, cfg.norm_percentiles)
     subset = training_volume(vol, seed=cfg.seed)
     if subset is not vol:

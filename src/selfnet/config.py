@@ -81,6 +81,10 @@ class TrainConfig(BaseModel):
         "stage 2: split the XY noise between input and target (Recorrupted-to-Recorrupted, alpha; "
         "0 = off) so that D also learns to denoise"))
     use_cyclegan: bool = True
+    degradation: Literal["learned", "physics", "unconstrained"] = Field("learned", description=(
+        "how G_A is made: 'learned' = CycleGAN steps starting from the stack's own blur and noise "
+        "estimates (default); 'physics' = those estimates alone, no CycleGAN steps; 'unconstrained' = "
+        "the paper's CycleGAN with no physics pre-blur and no penalty on G_A's CNN (a baseline)"))
     seed: int = Field(0, ge=0, le=2**32 - 1)
 
     @field_validator("version")

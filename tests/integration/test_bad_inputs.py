@@ -237,6 +237,7 @@ INPUTS: dict[str, tuple[Builder, tuple[str, ...]]] = {
     "negative voxel size in sidecar": (lambda t: [_bad_sidecar(t)], ("spacing",)),
     "axial step finer than pixel": (lambda t: [_good(t), "--axial-um", "0.1"], ("nothing to restore",)),
     "isotropic already": (lambda t: [_good(t), "--axial-um", str(DX)], ("nothing to restore",)),
+    "axial step far finer": (lambda t: [_good(t), "--axial-um", "0.02"], ("finer than the lateral pixel", "bin")),
     "absurd ratio": (lambda t: [_good(t), "--axial-um", "1e6"], ("ratio too large",)),
     "absurd lateral size": (lambda t: [_good(t), "--lateral-um", "1e-9"], ("ratio too large",)),
     "non-square pixel": (lambda t: [_non_square(t)], ("not square",)),

@@ -24,7 +24,7 @@ from __future__ import annotations
 import tifffile  # noqa: F401  (``selfnet.io.tifffile``: the writers call ``tifffile.imwrite`` through the module)
 
 from selfnet.io.atomic import atomic_write
-from selfnet.io.validate import MAX_RATIO, MIN_RATIO, SQUARE_TOLERANCE, validate_volume
+from selfnet.io.validate import FINE_RATIO, MAX_RATIO, MIN_RATIO, SQUARE_TOLERANCE, validate_volume
 from selfnet.io.volume import Volume, read_volume
 from selfnet.io.write import (
     check_output_dtype,
@@ -34,6 +34,7 @@ from selfnet.io.write import (
 )
 
 __all__ = [
+    "FINE_RATIO",
     "MAX_RATIO",
     "MIN_RATIO",
     "SQUARE_TOLERANCE",

@@ -11,8 +11,10 @@ from selfnet.errors import InputError
 from selfnet.io.source import EXACT_NORMALIZER_VOXELS, read_region, sample_planes
 from selfnet.io.volume import Volume
 
-MIN_RATIO = 1.05
-"""Smallest dz/dx worth restoring: below this the stack is already (nearly) isotropic."""
+MIN_RATIO = 0.25
+"""Smallest dz/dx accepted: a finer z step oversamples any axial PSF (bin the stack along z first)."""
+FINE_RATIO = 1.05
+"""Below this dz/dx there is no z step to fill: only a wider axial PSF is worth restoring (checked by QC)."""
 MAX_RATIO = 20.0
 """Largest dz/dx accepted: beyond this there is too little axial information to learn from."""
 SQUARE_TOLERANCE = 0.05
@@ -49,8 +51,8 @@ def _check_spacing(spacing: tuple[float, float, float], label: str) -> None:
     ratio = dz / dx
     if ratio < MIN_RATIO:
         raise InputError(
-            f"{label}: axial step {dz:.4g} µm is not coarser than the lateral pixel {dx:.4g} µm: "
-            "nothing to restore"
+            f"{label}: axial step {dz:.4g} µm is {1 / ratio:.3g}x finer than the lateral pixel {dx:.4g} µm: "
+            f"bin the stack along z first (selfnet takes steps down to {MIN_RATIO:g}x the pixel)"
         )
     if ratio > MAX_RATIO:
         raise InputError(

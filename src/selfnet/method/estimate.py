@@ -68,7 +68,9 @@ def estimate_axial_blur(xy_lr: np.ndarray, axial: np.ndarray, ratio: float, nois
     """Extra Gaussian blur (sigma, px) along z of real axial patches relative to XY_lr patches.
 
     Ratio of the two row spectra after removing the (equal) interpolated-noise floor, fitted as
-    ``log R(f) = c - 4 pi^2 sigma^2 f^2`` below the raw z Nyquist frequency.
+    ``log R(f) = c - 4 pi^2 sigma^2 f^2`` below the raw z Nyquist frequency. Frequencies where the
+    signal is down to half the noise floor still count (sparse, dim samples have little else), each
+    weighted by its signal-to-noise ratio.
     """
     size = xy_lr.shape[-2]
     freqs = np.fft.rfftfreq(size)
@@ -77,12 +79,13 @@ def estimate_axial_blur(xy_lr: np.ndarray, axial: np.ndarray, ratio: float, nois
     floor = row_spectrum(degrade_matrix(size, ratio) @ white)
     sig_a = row_spectrum(axial) - floor
     sig_l = row_spectrum(xy_lr) - floor
-    usable = (freqs > 1.5 / size) & (freqs < 0.45 / ratio) & (sig_l > 2 * floor) & (sig_a > 0.5 * floor)
+    usable = (freqs > 1.5 / size) & (freqs < 0.45 / ratio) & (sig_l > 0.5 * floor) & (sig_a > 0.25 * floor)
     if usable.sum() < 2:
         return 0.0
     f2 = freqs[usable] ** 2
-    slope, _ = np.polyfit(f2, np.log(sig_a[usable] / sig_l[usable]), 1)
-    return float(np.clip(np.sqrt(max(-slope, 0.0) / (4 * np.pi**2)), 0.0, 3.0 * ratio))
+    snr = np.minimum(sig_l[usable], sig_a[usable]) / floor[usable]
+    slope, _ = np.polyfit(f2, np.log(sig_a[usable] / sig_l[usable]), 1, w=np.sqrt(np.clip(snr, 0.1, 10.0)))
+    return float(np.clip(np.sqrt(max(-slope, 0.0) / (4 * np.pi**2)), 0.0, 3.0 * max(ratio, 3.0)))
 
 
 def noise_retention(size: int, ratio: float, sigma: float) -> float:

@@ -85,11 +85,22 @@ class DegradationGenerator(nn.Module):
         self.log_read = nn.Parameter(torch.tensor(math.log(max(read_var, 1e-10))))
         self.log_scale = nn.Parameter(torch.tensor(math.log(max(noise_scale, 1e-3))))
 
-    def blur(self, x: torch.Tensor) -> torch.Tensor:
-        """Convolve along rows with the learned kernel (normalised to unit sum)."""
+    def taps(self) -> torch.Tensor:
+        """The z kernel normalised to unit sum and projected to zero centroid (shape (1, 1, 2r+1, 1)).
+
+        Unpaired learning cannot tell where an axial slice's z origin is (a critic sees a shifted
+        slice as just as real), so a free kernel may drift off centre, and D then learns to move
+        objects back by as much. Removing the kernel's first moment pins the origin while keeping
+        any skew (asymmetric axial PSFs); the linear ramp removed sums to zero, so the sum stays 1.
+        """
         k = self.kernel / self.kernel.sum()
+        t = torch.arange(-self.radius, self.radius + 1, dtype=k.dtype, device=k.device).view(1, 1, -1, 1)
+        return k - t * (k * t).sum() / (t * t).sum()
+
+    def blur(self, x: torch.Tensor) -> torch.Tensor:
+        """Convolve along rows with the learned zero-centroid kernel."""
         xp = F.pad(x, (0, 0, self.radius, self.radius), mode="replicate")
-        return F.conv2d(xp, k)
+        return F.conv2d(xp, self.taps())
 
     def mean(self, x: torch.Tensor) -> torch.Tensor:
         """Deterministic part of the degradation (used by cycle losses)."""

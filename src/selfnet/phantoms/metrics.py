@@ -44,3 +44,80 @@ def score(pred: np.ndarray, truth: np.ndarray, *, margin: int = 4) -> Score:
     fitted = affine_fit(p, t)
     rng = float(t.max() - t.min())
     return Score(psnr(fitted, t), float(structural_similarity(fitted, t, data_range=rng)))
+
+
+def bead_centers(truth: np.ndarray, *, min_brightness: float = 0.5, spacing: int = 12) -> np.ndarray:
+    """(N, 3) voxel positions of bright point sources in ``truth`` with no other one within ``spacing``."""
+    pos = np.argwhere(truth > min_brightness * truth.max())
+    inside = np.all((pos >= spacing) & (pos < np.asarray(truth.shape) - spacing), axis=1)
+    every = np.argwhere(truth > 0)
+    keep = [p for p in pos[inside] if (np.abs(every - p).max(axis=1) < spacing).sum() == 1]
+    return np.asarray(keep, dtype=int).reshape(-1, 3)
+
+
+def axial_profiles(volume: np.ndarray, centers: np.ndarray, half: int = 10) -> np.ndarray:
+    """(N, 2*half+1) z profiles through each centre, summed over its 3x3 lateral neighbourhood, baseline 0.
+
+    The baseline is the median of the three outermost samples at each end, so that a bead's
+    profile stands on zero whatever the background.
+    """
+    rows = []
+    for z, y, x in centers:
+        prof = np.asarray(volume[z - half:z + half + 1, y - 1:y + 2, x - 1:x + 2], dtype=np.float64).sum(axis=(1, 2))
+        rows.append(prof - np.median(np.r_[prof[:3], prof[-3:]]))
+    return np.asarray(rows).reshape(len(rows), 2 * half + 1)
+
+
+def peak_centroid(profile: np.ndarray) -> float:
+    """Offset (px) of a profile's peak from its centre: intensity centroid of the part above half maximum."""
+    c = len(profile) // 2
+    top = float(profile.max())
+    if top <= 0:
+        return float("nan")
+    peak = int(np.argmax(profile))
+    lo, hi = peak, peak
+    while lo > 0 and profile[lo - 1] > 0.5 * top:
+        lo -= 1
+    while hi < len(profile) - 1 and profile[hi + 1] > 0.5 * top:
+        hi += 1
+    w = profile[lo:hi + 1] - 0.5 * top
+    return float((w * np.arange(lo, hi + 1)).sum() / w.sum() - c)
+
+
+def bead_z_shift(volume: np.ndarray, truth: np.ndarray, centers: np.ndarray) -> float:
+    """Median signed z shift (voxels, + = deeper) of bead peaks in ``volume`` relative to ``truth``."""
+    got = [peak_centroid(p) for p in axial_profiles(volume, centers)]
+    ref = [peak_centroid(p) for p in axial_profiles(truth, centers)]
+    return float(np.nanmedian(np.subtract(got, ref))) if len(got) else float("nan")
+
+
+def axial_asymmetry(volume: np.ndarray, centers: np.ndarray, half: int = 10) -> float:
+    """Median (deeper - shallower) / total of each bead's z profile around its true centre (0 = symmetric).
+
+    A comet tail along +z gives a positive value; only the positive part of each profile counts.
+    """
+    values = []
+    for prof in axial_profiles(volume, centers, half):
+        p = np.clip(prof, 0, None)
+        total = p.sum()
+        if total > 0:
+            values.append((p[half + 1:].sum() - p[:half].sum()) / total)
+    return float(np.median(values)) if values else float("nan")
+
+
+def banding(volume: np.ndarray, truth: np.ndarray, ratio: float, *, background: float = 0.01) -> float:
+    """Spread of the background noise across z phases: (max - min) / mean of the per-phase noise std.
+
+    Output plane ``j`` sits at phase ``(j / ratio) mod 1`` between raw planes; a restoration whose
+    noise depends on that phase shows stripes with the z-step period in XZ/YZ views. Background
+    voxels are those where ``truth`` is below ``background`` times its maximum (after an affine fit).
+    """
+    fitted = affine_fit(volume, truth)
+    mask = truth < background * float(truth.max())
+    bins = max(2, int(round(ratio)))
+    phase = np.floor(((np.arange(truth.shape[0]) / ratio) % 1.0) * bins + 1e-6).astype(int) % bins
+    resid = fitted - truth
+    per_plane = np.array([resid[j][mask[j]].std() if mask[j].sum() > 100 else np.nan
+                          for j in range(truth.shape[0])])
+    per_phase = np.array([np.nanmedian(per_plane[phase == b]) for b in range(bins)])
+    return float((per_phase.max() - per_phase.min()) / per_phase.mean())

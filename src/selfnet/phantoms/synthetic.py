@@ -28,7 +28,7 @@ __all__ = [
     "save_phantom",
 ]
 
-KINDS: tuple[str, ...] = ("neurites", "nuclei", "beads", "mix")
+KINDS: tuple[str, ...] = ("neurites", "nuclei", "beads", "sparse-beads", "mix")
 
 _EPS = 1e-6
 _TRUNCATE = 3.5  # Object rendering only: kernels cut at 3.5 sigma (< 0.1 % mass), ~15 % faster.
@@ -377,7 +377,8 @@ def make_object(kind: str, shape: tuple[int, int, int], *, seed: int = 0) -> np.
     kind
         One of :data:`KINDS`: ``"neurites"`` (branching tubes, ~5 % foreground),
         ``"nuclei"`` (textured ellipsoids with bright rims), ``"beads"`` (sparse point
-        sources) or ``"mix"`` (all three).
+        sources), ``"sparse-beads"`` (four times sparser: most patches hold no bead) or ``"mix"``
+        (neurites, nuclei and beads).
     shape
         ZYX grid size; voxels are cubic.
     seed
@@ -398,6 +399,8 @@ def make_object(kind: str, shape: tuple[int, int, int], *, seed: int = 0) -> np.
         return _nuclei(rng, shape, 0.2)
     if kind == "beads":
         return _beads(rng, shape, 1.0 / 15000.0)
+    if kind == "sparse-beads":
+        return _beads(rng, shape, 1.0 / 60000.0)
     r_neu, r_nuc, r_bead = rng.spawn(3)
     out = _nuclei(r_nuc, shape, 0.12)
     out *= 0.6  # nuclei dimmer than neurites so that thin tubes stay visible on top

@@ -39,6 +39,7 @@ ProgressFn = Callable[[str, int, int, dict[str, float]], None]
 DEFAULT_EPOCHS = 30
 BUDGET_ONLY_EPOCHS = 10_000
 N_PHASES = 8
+_EPS = 1e-6
 
 
 @dataclass
@@ -53,6 +54,7 @@ class TrainingData:
     margin: int
     noise: NoiseModel
     sigma: float              # estimated extra axial blur (px)
+    pre_blur: float           # the part of it built into ``degrade`` (0 for the unconstrained baseline)
     retention: float          # noise variance kept by that blur
 
 
@@ -67,35 +69,71 @@ def choose_patch_size(requested: int, n_z_iso: int, ny: int, nx: int, margin: in
     return size
 
 
+def training_phases(ratio: float, rng: np.random.Generator) -> np.ndarray:
+    """Offsets (rows) of the kept rows when XY patches are z-sampled: whole rows, as in the real stack.
+
+    A real stack's planes are exact samples, so their noise is full and white; a fractional offset
+    would keep cubic-interpolated rows instead, whose noise is smoothed. Integer offsets put the kept
+    rows where the raw planes fall on the output grid (all phases of an integer ratio).
+    """
+    n = max(1, math.ceil(ratio - _EPS))
+    return rng.permutation(np.arange(max(N_PHASES, n)) % n).astype(np.float64)
+
+
 def prepare_data(norm_volume: np.ndarray, ratio: float, cfg: TrainConfig, device: torch.device,
                  rng: np.random.Generator) -> TrainingData:
-    """Sample patch pools, estimate noise and axial blur, and build the degradation operators."""
-    margin = int(math.ceil(2 * ratio)) + 2
-    z, y, x = norm_volume.shape
+    """Sample patch pools, estimate noise and axial blur, and build the degradation operators.
+
+    A stack sampled at least as finely along z as in XY (ratio <= 1) needs no z-sampling step:
+    XY_lr is then XY blurred along one axis, not resampled, and stage 1 learns the axial blur alone.
+    """
+    step = max(ratio, 1.0)
+    z = norm_volume.shape[0]
     iso = zinterp(norm_volume, ratio)
-    size = choose_patch_size(cfg.patch_size, iso.shape[0], y, x, margin)
-    full = size + 2 * margin
-    xy = sample_xy_patches(norm_volume, cfg.pool_size, full, rng=rng,
-                           foreground_percentile=cfg.foreground_percentile)
-    axial = sample_axial_patches(iso, cfg.pool_size, size, rng=rng,
-                                 foreground_percentile=cfg.foreground_percentile)
-    del iso
-    phases = rng.uniform(0, ratio, N_PHASES)
-    sampling = np.stack([degrade_matrix(full, ratio, p) for p in phases])
     noise = estimate_noise(norm_volume[:: max(1, z // 16)])
+    margin = _margin(step, 0.0)
+    size, xy, axial = _pools(norm_volume, iso, cfg, margin, rng)
+    sampling = _sampling(size + 2 * margin, step, rng)
     xy_lr = (sampling[0] @ xy[:, :, margin:-margin])[:, margin:-margin]
-    sigma = estimate_axial_blur(xy_lr, axial, ratio, float(noise.variance(xy.mean())))
-    if not cfg.use_cyclegan:
-        sigma = 0.0
-    degrade = sampling @ blur_matrix(full, sigma)
+    sigma = estimate_axial_blur(xy_lr, axial, step, float(noise.variance(xy.mean())))
+    if _margin(step, sigma) > margin:  # a wide axial blur needs a wider frame around each XY patch
+        margin = _margin(step, sigma)
+        size, xy, axial = _pools(norm_volume, iso, cfg, margin, rng)
+        sampling = _sampling(size + 2 * margin, step, rng)
+    del iso
+    full = size + 2 * margin
+    pre_blur = sigma if cfg.use_cyclegan and cfg.degradation != "unconstrained" else 0.0
+    degrade = sampling @ blur_matrix(full, pre_blur)
     return TrainingData(
         xy=torch.from_numpy(xy).unsqueeze(1).to(device),
         axial=torch.from_numpy(axial).unsqueeze(1).to(device),
         sampling=torch.from_numpy(sampling).to(device),
         degrade=torch.from_numpy(degrade).to(device),
-        size=size, margin=margin, noise=noise, sigma=sigma,
-        retention=noise_retention(full, ratio, sigma),
+        size=size, margin=margin, noise=noise, sigma=sigma, pre_blur=pre_blur,
+        retention=noise_retention(full, step, sigma if cfg.use_cyclegan else 0.0),
     )
+
+
+def _margin(step: float, sigma: float) -> int:
+    """Rows kept around each XY patch so that z-sampling and a blur of ``sigma`` px see no edge."""
+    return int(math.ceil(max(2 * step, 3 * sigma))) + 2
+
+
+def _pools(norm_volume: np.ndarray, iso: np.ndarray, cfg: TrainConfig, margin: int,
+           rng: np.random.Generator) -> tuple[int, np.ndarray, np.ndarray]:
+    """Patch size, sharp XY patches (with ``margin``) and real axial patches."""
+    _, y, x = norm_volume.shape
+    size = choose_patch_size(cfg.patch_size, iso.shape[0], y, x, margin)
+    xy = sample_xy_patches(norm_volume, cfg.pool_size, size + 2 * margin, rng=rng,
+                           foreground_percentile=cfg.foreground_percentile)
+    axial = sample_axial_patches(iso, cfg.pool_size, size, rng=rng,
+                                 foreground_percentile=cfg.foreground_percentile)
+    return size, xy, axial
+
+
+def _sampling(full: int, step: float, rng: np.random.Generator) -> np.ndarray:
+    """z-sampling operators at the training phases (identity for a step of one row)."""
+    return np.stack([degrade_matrix(full, step, p) for p in training_phases(step, rng)])
 
 
 @dataclass
@@ -153,7 +191,7 @@ def batches(data: TrainingData, batch_size: int, gen: torch.Generator, alpha: fl
     while True:
         i = torch.randint(0, data.xy.shape[0], (batch_size,), generator=gen, device=dev)
         j = torch.randint(0, data.axial.shape[0], (batch_size,), generator=gen, device=dev)
-        phase = torch.randint(0, N_PHASES, (batch_size,), generator=gen, device=dev)
+        phase = torch.randint(0, data.sampling.shape[0], (batch_size,), generator=gen, device=dev)
         xy_full = _dihedral(data.xy[i], gen)
         white = torch.randn(batch_size, 1, full, p, generator=gen, device=dev)
         degrade = data.degrade[phase].unsqueeze(1)
@@ -216,7 +254,7 @@ def build_nets(cfg: TrainConfig, data: TrainingData, ratio: float, device: torch
     """Networks with G_A initialised from the stack's own blur and noise estimates."""
     init = dict(
         sigma=0.0,
-        radius=int(math.ceil(1.5 * max(ratio, 2.0))),
+        radius=int(math.ceil(max(1.5 * max(ratio, 2.0), (1.5 if data.pre_blur else 3.0) * data.sigma))),
         gain=data.noise.gain,
         read_var=data.noise.read_var,
         noise_scale=math.sqrt(max(1.0 - data.retention, 1e-3)),
@@ -258,7 +296,7 @@ def run_stage1(nets: Nets, stream: Iterator[Batch], cfg: TrainConfig, clock: Sta
         fake_xy = nets.g_b(b.axial)
         cycle = charbonnier(nets.g_b(mean_a), b.xy_lr) + charbonnier(nets.g_a.mean(fake_xy), b.axial)
         adv = lsgan(nets.d_a(fake_axial), True) + lsgan(nets.d_b(fake_xy), True)
-        g_loss = adv + cfg.cycle_weight * cycle + cfg.residual_weight * residual.abs().mean()
+        g_loss = adv + cfg.cycle_weight * cycle + residual_weight(cfg) * residual.abs().mean()
         g_opt.zero_grad(set_to_none=True)
         g_loss.backward()
         g_opt.step()
@@ -294,7 +332,7 @@ def run_stage2(nets: Nets, stream: Iterator[Batch], cfg: TrainConfig, clock: Sta
         loss.backward()
         opt.step()
         losses = {"deblur": loss.item()}
-        if use_cyclegan and step % cfg.gan_update_every == 0 and progress >= cfg.feedback_start:
+        if use_cyclegan and feedback_on(cfg) and step % cfg.gan_update_every == 0 and progress >= cfg.feedback_start:
             losses.update(_feedback_step(nets, b, cfg, ga_opt, da_opt))
         step = _bookkeep(step + 1, losses, history, session, on_step, "stage 2 (deblur)", clock.steps)
     return {"steps": step, "history": history}
@@ -335,7 +373,7 @@ def _feedback_step(nets: Nets, b: Batch, cfg: TrainConfig, ga_opt: torch.optim.O
     feedback = charbonnier(nets.deblur(fake), b.xy)
     adv = lsgan(nets.d_a(fake), True)
     cycle = charbonnier(nets.g_b(mean_a), b.xy_lr)
-    penalty = cfg.residual_weight * residual.abs().mean()
+    penalty = residual_weight(cfg) * residual.abs().mean()
     loss = cfg.gan_weight_stage2 * (adv + cfg.cycle_weight * cycle + penalty) + cfg.feedback_weight * feedback
     ga_opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -354,9 +392,34 @@ def _record(history: list[dict[str, float]], step: int, losses: dict[str, float]
         history.append({"step": float(step), **losses})
 
 
+def learns_degradation(cfg: TrainConfig) -> bool:
+    """Whether stage 1 (CycleGAN steps) runs: not without a CycleGAN, not for the physics-only G_A."""
+    return cfg.use_cyclegan and cfg.degradation != "physics"
+
+
+def feedback_on(cfg: TrainConfig) -> bool:
+    """Whether stage 2 also updates G_A (feedback from D plus its GAN and cycle terms)."""
+    return learns_degradation(cfg) and cfg.feedback_weight > 0
+
+
+def residual_weight(cfg: TrainConfig) -> float:
+    """L1 weight on G_A's CNN share: none for the paper's unconstrained generator."""
+    return 0.0 if cfg.degradation == "unconstrained" else cfg.residual_weight
+
+
+def learned_axial_kernel(g_a: DegradationGenerator, pre_blur: float) -> np.ndarray:
+    """G_A's whole z blur (the physics pre-blur, then the learned taps) as 1D taps on the output grid."""
+    taps = g_a.taps().detach().flatten().cpu().double().numpy()
+    n = len(taps) + 2 * int(math.ceil(4 * pre_blur))
+    delta = np.zeros(n)
+    delta[n // 2] = 1.0
+    blurred = blur_matrix(n, pre_blur).astype(np.float64) @ delta
+    return np.convolve(blurred, taps[::-1], mode="same")  # conv2d correlates: the PSF is the flipped taps
+
+
 def learned_sigma(g_a: DegradationGenerator) -> float:
     """Standard deviation (px) of G_A's learned z-blur kernel."""
-    k = (g_a.kernel / g_a.kernel.sum()).detach().flatten().cpu().double()
+    k = g_a.taps().detach().flatten().cpu().double()
     t = torch.arange(len(k), dtype=torch.float64) - len(k) // 2
     mean = (k * t).sum()
     return float(((k * (t - mean) ** 2).sum()).clamp(min=0).sqrt())
@@ -390,7 +453,7 @@ def train_model(volume: np.ndarray, spacing: tuple[float, float, float], cfg: Tr
     stream = batches(data, cfg.batch_size, gen, alpha)
     epochs = cfg.epochs or (BUDGET_ONLY_EPOCHS if cfg.max_minutes else DEFAULT_EPOCHS)
     total = epochs * cfg.steps_per_epoch
-    s1_steps = max(1, round(total * cfg.stage1_fraction)) if cfg.use_cyclegan else 0
+    s1_steps = max(1, round(total * cfg.stage1_fraction)) if learns_degradation(cfg) else 0
     budget = None if cfg.max_minutes is None else cfg.max_minutes * 60.0
     prep_s = time.perf_counter() - t0
     origin = session.bind(vars(nets), gen, t0)
@@ -404,7 +467,9 @@ def train_model(volume: np.ndarray, spacing: tuple[float, float, float], cfg: Tr
         "device": str(device),
         "torch": str(torch.__version__),
         "estimated_axial_sigma_px": round(data.sigma, 3),
-        "learned_axial_sigma_px": round(math.hypot(data.sigma, learned_sigma(nets.g_a)), 3),
+        "learned_axial_sigma_px": round(math.hypot(data.pre_blur, learned_sigma(nets.g_a)), 3),
+        "degradation": cfg.degradation if cfg.use_cyclegan else "none",
+        "learned_axial_kernel": learned_axial_kernel(nets.g_a, data.pre_blur).round(4).tolist(),
         "noise_gain": data.noise.gain,
         "noise_read_var": data.noise.read_var,
         "recorrupt_alpha": round(alpha, 3),

@@ -308,9 +308,13 @@ def test_constant_volume(value: float) -> None:
     assert "constant" in _validation_error(_volume(np.full(SHAPE, value, dtype=np.float32)))
 
 
-def test_axial_not_coarser_than_lateral() -> None:
-    message = _validation_error(_volume(spacing=(0.2, 0.2, 0.2)))
-    assert "axial step 0.2 µm is not coarser than the lateral pixel 0.2 µm: nothing to restore" in message
+def test_axial_step_far_finer_than_lateral() -> None:
+    message = _validation_error(_volume(spacing=(0.04, 0.2, 0.2)))
+    assert "axial step 0.04 µm is 5x finer than the lateral pixel 0.2 µm: bin the stack along z first" in message
+
+
+def test_fine_axial_step_is_valid() -> None:
+    validate_volume(_volume(spacing=(0.1, 0.2, 0.2)))
 
 
 def test_ratio_too_large() -> None:

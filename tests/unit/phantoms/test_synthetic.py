@@ -27,6 +27,7 @@ FOREGROUND = {
     "neurites": (0.03, 0.10),
     "nuclei": (0.05, 0.45),
     "beads": (1e-5, 1e-3),
+    "sparse-beads": (1e-5, 1e-3),
     "mix": (0.03, 0.40),
 }
 

@@ -1,0 +1,87 @@
+"""How training builds the degradation: whole-row phases, structure-first patches, a centred z kernel,
+the blur estimate on sparse beads, the three degradation modes and stacks with dz <= dx."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from selfnet.config import TrainConfig
+from selfnet.method.nets import DegradationGenerator
+from selfnet.method.normalize import fit_normalizer
+from selfnet.phantoms.synthetic import make_phantom
+from selfnet.training.loop import learned_axial_kernel, prepare_data, train_model, training_phases
+from selfnet.training.patches import foreground_score
+
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize("ratio", [1.0, 2.5, 5.0, 12.0])
+def test_phases_are_whole_rows_and_cover_every_plane_position(ratio: float) -> None:
+    phases = training_phases(ratio, np.random.default_rng(0))
+    assert np.all(phases == np.round(phases))
+    assert set(phases.astype(int)) == set(range(int(np.ceil(ratio))))
+
+
+def test_foreground_score_prefers_a_lone_bead_over_brighter_background() -> None:
+    rng = np.random.default_rng(0)
+    flat = rng.normal(0.10, 0.01, (2, 64, 64)).astype(np.float32)
+    flat[0] -= 0.02  # a slightly darker patch ...
+    flat[0, 30:33, 30:33] += 1.0  # ... holding one bead
+    score = foreground_score(flat)
+    assert score[0] > score[1]
+    assert flat[0].mean() < flat[1].mean() + 0.01
+
+
+def test_kernel_taps_keep_unit_sum_and_zero_centroid_but_allow_skew() -> None:
+    g = DegradationGenerator(4, sigma=1.0, radius=6)
+    with torch.no_grad():
+        g.kernel[0, 0, 9, 0] += 0.3  # push mass to one side
+    taps = g.taps().detach().flatten().double()
+    t = torch.arange(-6, 7, dtype=torch.float64)
+    assert float(taps.sum()) == pytest.approx(1.0, abs=1e-6)
+    assert float((taps * t).sum()) == pytest.approx(0.0, abs=1e-6)
+    assert float((taps * t**3).sum()) != pytest.approx(0.0, abs=1e-3)
+    profile = learned_axial_kernel(g, 2.0)
+    assert profile.sum() == pytest.approx(1.0, abs=1e-5)
+    c = np.arange(len(profile)) - len(profile) // 2
+    assert float((profile * c).sum()) == pytest.approx(0.0, abs=1e-4)
+
+
+def test_axial_blur_estimate_on_sparse_low_photon_beads() -> None:
+    ph = make_phantom("sparse-beads", (160, 160, 160), k=5.0, axial_ratio=4.0, photons=300, background=15, seed=0)
+    norm = fit_normalizer(ph.raw, (0.1, 99.99))
+    data = prepare_data(norm(ph.raw), 5.0, TrainConfig(), CPU, np.random.default_rng(0))
+    true_extra = np.sqrt(4.0**2 - 1.0)  # axial sigma 4 px, lateral 1 px
+    assert data.sigma == pytest.approx(true_extra, rel=0.2)
+    assert data.margin >= 3 * data.sigma
+
+
+def _stack(k: float, axial_ratio: float) -> tuple[np.ndarray, tuple[float, float, float]]:
+    ph = make_phantom("mix", (48, 64, 64), k=k, axial_ratio=axial_ratio, photons=300, seed=2)
+    return ph.raw, ph.spacing_raw
+
+
+@pytest.mark.parametrize(("mode", "stage1", "pre_blur"), [("learned", True, True), ("physics", False, True),
+                                                          ("unconstrained", True, False)])
+def test_degradation_modes(fast_config: TrainConfig, mode: str, stage1: bool, pre_blur: bool) -> None:
+    raw, spacing = _stack(4.0, 3.0)
+    model = train_model(raw, spacing, fast_config.model_copy(update={"degradation": mode}), CPU)
+    s = model.summary
+    assert (s.get("stage1_steps", 0) > 0) is stage1
+    assert s["degradation"] == mode
+    built_in = s["learned_axial_sigma_px"] >= 0.9 * s["estimated_axial_sigma_px"]
+    assert built_in is pre_blur  # the unconstrained G_A starts from no blur and a few steps do not reach it
+    assert sum(s["learned_axial_kernel"]) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_fine_z_step_trains_without_z_sampling(fast_config: TrainConfig) -> None:
+    raw, spacing = _stack(1.0, 3.5)
+    norm = fit_normalizer(raw, fast_config.norm_percentiles)
+    data = prepare_data(norm(raw), 1.0, fast_config, CPU, np.random.default_rng(0))
+    eye = torch.eye(data.sampling.shape[-1])
+    assert all(torch.allclose(s, eye, atol=1e-6) for s in data.sampling)
+    assert data.sigma > 1.5  # the axial blur alone: sqrt(3.5^2 - 1) = 3.4 px
+    model = train_model(raw, spacing, fast_config, CPU)
+    assert model.ratio == 1.0
