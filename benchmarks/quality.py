@@ -25,11 +25,19 @@ from skimage.restoration import richardson_lucy
 
 from selfnet.config import TrainConfig, make_config
 from selfnet.inference.restore import restore_volume
-from selfnet.inference.slices import restore_normalized
 from selfnet.method.normalize import Normalizer
 from selfnet.method.resample import zinterp
 from selfnet.model import Model
-from selfnet.phantoms.metrics import affine_fit, score
+from selfnet.phantoms.metrics import (
+    affine_fit,
+    axial_asymmetry,
+    banding,
+    bead_centers,
+    bead_z_shift,
+    score,
+    z_shift,
+)
+from selfnet.phantoms.optics import axial_profile, diffraction_psf, make_optics_phantom
 from selfnet.phantoms.supervised import train_supervised
 from selfnet.phantoms.synthetic import Phantom, make_phantom
 from selfnet.qc.figures import save_panels
@@ -40,17 +48,30 @@ DEVICE = torch.device("cpu")
 
 @dataclass(frozen=True)
 class Case:
-    """One phantom: structure kind, z step k, axial/lateral blur ratio, photon level."""
+    """One phantom: structure kind, z step k, axial/lateral blur ratio (Gaussian PSF) or diffraction
+    optics, photon level and background (photons)."""
 
     kind: str
     k: float
     axial_ratio: float
     photons: float
     shape: tuple[int, int, int]
+    optics: str = "gaussian"
+    background: float = 10.0
 
     @property
     def name(self) -> str:
-        return f"{self.kind} k={self.k:g} ax={self.axial_ratio:g} ph={self.photons:g}"
+        blur = f"ax={self.axial_ratio:g}" if self.optics == "gaussian" else self.optics
+        bg = f" bg={self.background:g}" if self.background != 10.0 else ""
+        return f"{self.kind} k={self.k:g} {blur} ph={self.photons:g}{bg}"
+
+    def phantom(self, seed: int) -> Phantom:
+        """The simulated acquisition of this case."""
+        if self.optics != "gaussian":
+            return make_optics_phantom(self.optics, self.kind, self.shape, k=self.k, photons=self.photons,
+                                       background=self.background, seed=seed)
+        return make_phantom(self.kind, self.shape, k=self.k, axial_ratio=self.axial_ratio, photons=self.photons,
+                            background=self.background, seed=seed)
 
 
 QUICK = [
@@ -65,6 +86,15 @@ FULL = [
     Case("neurites", 4.0, 3.0, 1000, (128, 160, 160)),
     Case("mix", 4.0, 3.0, 300, (128, 160, 160)),
 ]
+# Issue 18: where quality was weak. Sparse low-photon beads at a large z step; diffraction-model PSFs
+# (psfmodels, extra selfnet[phantoms]); a stack sampled as finely along z as in XY (k = 1).
+HARD = [
+    Case("sparse-beads", 5.0, 4.0, 300, (160, 160, 160), background=15.0),
+    Case("mix", 4.0, 0.0, 300, (128, 160, 160), optics="confocal"),
+    Case("mix", 4.0, 0.0, 300, (128, 160, 160), optics="widefield"),
+    Case("mix", 4.0, 0.0, 300, (128, 160, 160), optics="aberrated"),
+    Case("beads", 1.0, 3.5, 300, (96, 128, 128), background=15.0),
+]
 
 
 @dataclass
@@ -75,6 +105,7 @@ class Result:
     train_s: float = 0.0
     restore_s: float = 0.0
     steps: str = ""
+    summary: dict | None = None
 
 
 def timed(fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
@@ -130,7 +161,7 @@ def _steps(summary: dict) -> str:
 def restore_with(ph: Phantom, model: Model, views: tuple[str, ...]) -> Result:
     """Restore with a trained model (train time as the model recorded it)."""
     (vol, _), s = timed(lambda: restore_volume(ph.raw, ph.spacing_raw, model, DEVICE, views=views))
-    return Result(vol, model.summary.get("train_s", 0.0), s, _steps(model.summary))
+    return Result(vol, model.summary.get("train_s", 0.0), s, _steps(model.summary), model.summary)
 
 
 def oracle(ph: Phantom, cfg: TrainConfig, pool: int = 2048) -> Result:
@@ -143,7 +174,9 @@ def oracle(ph: Phantom, cfg: TrainConfig, pool: int = 2048) -> Result:
     t0 = time.perf_counter()
     net, info = train_supervised(inputs, targets, cfg, DEVICE)
     train_s = time.perf_counter() - t0
-    vol, s = timed(lambda: norm.inverse(restore_normalized(iso, net, DEVICE)))
+    model = Model(config=cfg, ratio=ph.k, spacing=ph.spacing_raw, normalizer=norm,
+                  deblur_state={k: v.detach().cpu() for k, v in net.state_dict().items()})
+    (vol, _), s = timed(lambda: restore_volume(ph.raw, ph.spacing_raw, model, DEVICE, normalizer=norm))
     return Result(vol, train_s, s, f"0/{info['steps']}")
 
 
@@ -164,14 +197,14 @@ def paired_axial_patches(a: np.ndarray, b: np.ndarray, count: int, size: int,
     return pa.astype(np.float32), pb.astype(np.float32)
 
 
-METHODS = ("linear", "cubic", "rl", "oracle", "published", "default", "no-cyclegan", "no-feedback", "no-r2r")
+METHODS = ("linear", "cubic", "rl", "oracle", "published", "default", "no-cyclegan", "no-feedback", "no-r2r",
+           "physics-only", "unconstrained")
 
 
 def run_case(case: Case, minutes: float, seed: int, out: Path,
              methods: tuple[str, ...] = METHODS) -> tuple[Phantom, list[tuple[str, Result]]]:
     """The chosen methods (all by default; ``default`` brings its XZ-only ablation) on one phantom."""
-    ph = make_phantom(case.kind, case.shape, k=case.k, axial_ratio=case.axial_ratio, photons=case.photons,
-                      seed=seed)
+    ph = case.phantom(seed)
 
     def ours(**changes: object) -> TrainConfig:
         return make_config(max_minutes=minutes, seed=seed, **changes)
@@ -183,7 +216,8 @@ def run_case(case: Case, minutes: float, seed: int, out: Path,
     runs: dict[str, Callable[[], list[tuple[str, Result]]]] = {
         "linear": lambda: [("linear z-interpolation", interpolation(ph, "linear"))],
         "cubic": lambda: [("cubic z-interpolation", interpolation(ph, "cubic"))],
-        "rl": lambda: [("Richardson-Lucy (true PSF) + cubic", richardson_lucy_true_psf(ph))],
+        "rl": lambda: ([("Richardson-Lucy (true PSF) + cubic", richardson_lucy_true_psf(ph))]
+                       if case.optics == "gaussian" else []),
         "oracle": lambda: [("oracle: our D on true pairs", oracle(ph, ours()))],
         "published": lambda: [("published config (64 ch)",
                                selfnet_method(ph, TrainConfig.published(max_minutes=minutes, seed=seed))[0])],
@@ -191,21 +225,16 @@ def run_case(case: Case, minutes: float, seed: int, out: Path,
         "no-cyclegan": lambda: [("ablation: no CycleGAN", selfnet_method(ph, ours(use_cyclegan=False))[0])],
         "no-feedback": lambda: [("ablation: no feedback", selfnet_method(ph, ours(feedback_weight=0.0))[0])],
         "no-r2r": lambda: [("ablation: no recorrupted pairs", selfnet_method(ph, ours(recorrupt=0.0))[0])],
+        "physics-only": lambda: [("ablation: physics estimate only (no CycleGAN steps)",
+                                  selfnet_method(ph, ours(degradation="physics"))[0])],
+        "unconstrained": lambda: [("baseline: paper's unconstrained CycleGAN",
+                                   selfnet_method(ph, ours(degradation="unconstrained"))[0])],
     }
     results = [row for name in METHODS if name in methods for row in runs[name]()]
-    if set(methods) == set(METHODS):
-        save_case_figure(out / f"{case.kind}_k{case.k:g}_ph{case.photons:g}.png", ph, results)
+    if "default" in methods:
+        optics = "" if case.optics == "gaussian" else f"_{case.optics}"
+        save_case_figure(out / f"{case.kind}{optics}_k{case.k:g}_ph{case.photons:g}_seed{seed}.png", ph, results)
     return ph, results
-
-
-def bead_centers(ph: Phantom, min_brightness: float = 0.5, spacing: int = 12) -> np.ndarray:
-    """(N, 3) iso-grid positions of bright beads with no other bead within ``spacing`` voxels."""
-    gt = ph.gt[ph.iso_slice()]
-    pos = np.argwhere(gt > min_brightness * gt.max())
-    inside = np.all((pos >= spacing) & (pos < np.asarray(gt.shape) - spacing), axis=1)
-    every = np.argwhere(gt > 0)
-    keep = [p for p in pos[inside] if (np.abs(every - p).max(axis=1) < spacing).sum() == 1]
-    return np.asarray(keep, dtype=int).reshape(-1, 3)
 
 
 def fwhm_1d(profile: np.ndarray) -> float:
@@ -236,16 +265,58 @@ def bead_fwhm(volume: np.ndarray, centers: np.ndarray, axis: int, half_width: in
     return float(np.nanmedian(widths)) if widths else float("nan")
 
 
-def print_bead_table(ph: Phantom, results: list[tuple[str, Result]]) -> None:
-    """Axial vs lateral FWHM on isolated beads for every method (the resolution figure)."""
-    centers = bead_centers(ph)
+def print_bead_table(ph: Phantom, results: list[tuple[str, Result]]) -> dict[str, tuple[float, ...]]:
+    """Per method on isolated beads: FWHM (the resolution figure), z shift and asymmetry of the peak
+    (a restoration must not move objects or give them tails) and banding (background noise spread
+    over z phases, in % of its mean, and the noise itself in % of the truth's peak)."""
     truth = ph.gt_lateral[ph.iso_slice()]
-    print(f"\nBead FWHM, median over {len(centers)} isolated beads ({ph.params['kind']}, k={ph.k:g}); "
-          "isotropic = axial/lateral 1.0; voxels are the lateral pixel size.\n")
-    print("| method | lateral FWHM px | axial FWHM px | axial / lateral |\n|---|---|---|---|")
+    centers = bead_centers(ph.gt[ph.iso_slice()])
+    print(f"\nBeads: medians over {len(centers)} isolated beads ({ph.params['kind']}, k={ph.k:g}); voxels are the "
+          "lateral pixel size; z shift + = deeper; asymmetry (deeper - shallower) / total.\n")
+    print("| method | lateral FWHM px | axial FWHM px | axial / lateral | bead z shift vox | axial asymmetry | "
+          "banding % | background noise % of peak |\n|---|---|---|---|---|---|---|---|")
+    rows: dict[str, tuple[float, ...]] = {}
     for name, vol in [("ground truth (lateral PSF)", truth)] + [(n, r.volume) for n, r in results]:
         lat, ax = bead_fwhm(vol, centers, 2), bead_fwhm(vol, centers, 0)
-        print(f"| {name} | {lat:.2f} | {ax:.2f} | {ax / lat:.2f} |", flush=True)
+        shift, asym = bead_z_shift(vol, truth, centers), axial_asymmetry(vol, centers)
+        band, noise = (banding(vol, truth, ph.k), background_noise(vol, truth)) if vol is not truth else (0.0, 0.0)
+        rows[name] = (ax / lat, shift, asym, band)
+        print(f"| {name} | {lat:.2f} | {ax:.2f} | {ax / lat:.2f} | {shift:+.2f} | {asym:+.3f} | {100 * band:.0f} | "
+              f"{100 * noise:.2f} |", flush=True)
+    return rows
+
+
+def background_noise(volume: np.ndarray, truth: np.ndarray, background: float = 0.01) -> float:
+    """Standard deviation of the restoration (affine-fitted) where the truth is background, / the truth's peak."""
+    mask = truth < background * float(truth.max())
+    return float((affine_fit(volume, truth) - truth)[mask].std() / truth.max())
+
+
+def print_learned_profile(ph: Phantom, results: list[tuple[str, Result]]) -> None:
+    """G_A's learned axial blur on top of the lateral profile against the true axial profile (diffraction PSFs)."""
+    psf = diffraction_psf(str(ph.params["optics"]))
+    cz, cy, cx = (n // 2 for n in psf.shape)
+    lateral = psf[cz, cy, :].astype(np.float64) / psf[cz, cy, :].sum()
+    true_ax = axial_profile(psf)
+    print(f"\nAxial profile ({ph.params['optics']} PSF): FWHM px, centroid px and skewness of the true one and of "
+          "the lateral profile blurred by each model's learned z kernel.\n")
+    print("| profile | FWHM px | centroid px | skewness |\n|---|---|---|---|")
+    print(f"| true axial PSF | {fwhm_1d(true_ax):.2f} | {_moment(true_ax, 1):+.2f} | {_skew(true_ax):+.2f} |")
+    for name, res in results:
+        if res.summary and res.summary.get("learned_axial_kernel"):
+            prof = np.convolve(lateral, np.asarray(res.summary["learned_axial_kernel"]), mode="full")
+            print(f"| {name} | {fwhm_1d(prof):.2f} | {_moment(prof, 1):+.2f} | {_skew(prof):+.2f} |")
+
+
+def _moment(profile: np.ndarray, order: int) -> float:
+    t = np.arange(len(profile)) - len(profile) // 2
+    p = profile / profile.sum()
+    mean = float((p * t).sum())
+    return mean if order == 1 else float((p * (t - mean) ** order).sum())
+
+
+def _skew(profile: np.ndarray) -> float:
+    return _moment(profile, 3) / max(_moment(profile, 2), 1e-12) ** 1.5
 
 
 def save_case_figure(path: Path, ph: Phantom, results: list[tuple[str, Result]]) -> None:
@@ -262,6 +333,8 @@ def save_case_figure(path: Path, ph: Phantom, results: list[tuple[str, Result]])
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 small cases, 1-minute budgets (~12 min on 2 cores)")
+    parser.add_argument("--hard", action="store_true",
+                        help="issue 18's cases: sparse low-photon beads, diffraction PSFs, dz = dx")
     parser.add_argument("--minutes", type=float, default=None, help="training budget per trained method")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seeds", default=None,
@@ -271,7 +344,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench_out/quality"))
     args = parser.parse_args()
     minutes = args.minutes or (1.0 if args.quick else 3.0)
-    cases = QUICK if args.quick else FULL
+    cases = QUICK if args.quick else HARD if args.hard else FULL
     if unknown := set(args.methods.split(",")) - set(METHODS):
         parser.error(f"unknown methods: {', '.join(sorted(unknown))}")
     if args.cases:
@@ -281,31 +354,37 @@ def main() -> None:
           f"({platform.processor() or platform.machine()}), {torch.get_num_threads()} torch threads, device cpu, "
           f"torch {torch.__version__}, budget {minutes:g} min per trained method")
     seeds = [int(v) for v in args.seeds.split(",")] if args.seeds else [args.seed]
-    print("\n| case | seed | method | PSNR (dB) | SSIM | train s | steps stage 1/2 | restore s |\n"
-          "|---|---|---|---|---|---|---|---|")
-    scores: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    print("\n| case | seed | method | PSNR (dB) | SSIM | z shift vox | train s | steps stage 1/2 | restore s |\n"
+          "|---|---|---|---|---|---|---|---|---|")
+    scores: dict[tuple[str, str], list[tuple[float, ...]]] = {}
     for case in cases:
         for seed in seeds:
             ph, results = run_case(case, minutes, seed, args.out, tuple(args.methods.split(",")))
             truth = ph.gt_lateral[ph.iso_slice()]
             for name, res in results:
                 sc = score(res.volume, truth)
-                scores.setdefault((case.name, name), []).append((sc.psnr, sc.ssim))
-                print(f"| {case.name} | {seed} | {name} | {sc.psnr:.2f} | {sc.ssim:.3f} | {res.train_s:.0f} | "
-                      f"{res.steps} | {res.restore_s:.1f} |", flush=True)
-            if case.kind == "beads":
-                print_bead_table(ph, results)
+                shift = z_shift(res.volume, truth)
+                scores.setdefault((case.name, name), []).append((sc.psnr, sc.ssim, shift))
+                print(f"| {case.name} | {seed} | {name} | {sc.psnr:.2f} | {sc.ssim:.3f} | {shift:+.2f} | "
+                      f"{res.train_s:.0f} | {res.steps} | {res.restore_s:.1f} |", flush=True)
+            if "beads" in case.kind:
+                for name, row in print_bead_table(ph, results).items():
+                    scores.setdefault((case.name + " (beads)", name), []).append(row)
+            if case.optics != "gaussian":
+                print_learned_profile(ph, results)
     if len(seeds) > 1:
         print_seed_summary(scores, len(seeds))
 
 
-def print_seed_summary(scores: dict[tuple[str, str], list[tuple[float, float]]], n: int) -> None:
-    """Mean ± standard deviation over seeds, per case and method."""
-    print(f"\nOver {n} seeds (mean ± sd):\n\n| case | method | PSNR (dB) | SSIM |\n|---|---|---|---|")
+def print_seed_summary(scores: dict[tuple[str, str], list[tuple[float, ...]]], n: int) -> None:
+    """Mean ± standard deviation over seeds, per case and method (bead rows: their own four measures)."""
+    print(f"\nOver {n} seeds (mean ± sd); bead rows: axial/lateral FWHM, bead z shift, asymmetry, banding.\n\n"
+          "| case | method | PSNR (dB) / axial÷lateral | SSIM / bead z shift | z shift vox / asymmetry | banding |\n"
+          "|---|---|---|---|---|---|")
     for (case, method), values in scores.items():
-        psnr, ssim = np.array(values).T
-        print(f"| {case} | {method} | {psnr.mean():.2f} ± {psnr.std(ddof=1):.2f} | "
-              f"{ssim.mean():.3f} ± {ssim.std(ddof=1):.3f} |")
+        cols = np.array(values, dtype=np.float64).T
+        cells = [f"{c.mean():.3f} ± {c.std(ddof=1):.3f}" for c in cols]
+        print(f"| {case} | {method} | {' | '.join(cells + [''] * (4 - len(cells)))} |")
 
 
 if __name__ == "__main__":

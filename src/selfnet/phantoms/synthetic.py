@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,7 @@ __all__ = [
     "make_object",
     "make_phantom",
     "n_raw_planes",
+    "record",
     "save_phantom",
 ]
 
@@ -549,6 +551,34 @@ def acquire(
     blurred = gaussian_filter(
         obj, (sigma_axial, sigma_lateral_px, sigma_lateral_px), mode="reflect"
     )
+    ph = record(blurred, obj, lambda gt: gaussian_filter(gt, sigma_lateral_px, mode="reflect"), k=k,
+                photons=photons, background=background, read_noise=read_noise, offset=offset, gain=gain,
+                dx_um=dx_um, seed=seed)
+    ph.params.update(sigma_lateral_px=float(sigma_lateral_px), axial_ratio=float(axial_ratio),
+                     sigma_axial_px=float(sigma_axial))
+    return ph
+
+
+def record(
+    blurred: np.ndarray,
+    obj: np.ndarray,
+    lateral: Callable[[np.ndarray], np.ndarray],
+    *,
+    k: float,
+    photons: float,
+    background: float,
+    read_noise: float,
+    offset: float,
+    gain: float,
+    dx_um: float,
+    seed: int,
+) -> Phantom:
+    """Camera side of an acquisition: scale the optically blurred object to ``photons`` at its peak,
+    keep every ``k``-th plane, add background, shot and read noise; ``lateral`` makes the truth.
+
+    Shared by the Gaussian model (:func:`acquire`) and the diffraction-model PSFs
+    (:mod:`selfnet.phantoms.optics`), so both are sampled and recorded the same way.
+    """
     peak = float(blurred.max())
     if peak <= 0:
         raise ValueError("object is empty: nothing to image")
@@ -559,15 +589,12 @@ def acquire(
     rng = np.random.default_rng([seed, _NOISE_STREAM])
     raw = _camera(expected, rng, read_noise, gain, offset)
     gt = obj * np.float32(photon_scale * gain)
-    gt_lateral = gaussian_filter(gt, sigma_lateral_px, mode="reflect")
+    gt_lateral = lateral(gt)
     params: dict[str, float | str | int] = {
         "kind": "custom",
         "seed": int(seed),
         "dx_um": float(dx_um),
         "k": float(k),
-        "sigma_lateral_px": float(sigma_lateral_px),
-        "axial_ratio": float(axial_ratio),
-        "sigma_axial_px": float(sigma_axial),
         "photons": float(photons),
         "background": float(background),
         "read_noise": float(read_noise),
@@ -578,7 +605,7 @@ def acquire(
     return Phantom(
         raw=raw,
         gt=gt,
-        gt_lateral=gt_lateral.astype(np.float32, copy=False),
+        gt_lateral=np.asarray(gt_lateral, dtype=np.float32),
         spacing_raw=(float(k * dx_um), float(dx_um), float(dx_um)),
         spacing_iso=(float(dx_um), float(dx_um), float(dx_um)),
         k=float(k),

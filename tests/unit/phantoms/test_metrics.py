@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter, shift
 
-from selfnet.phantoms.metrics import axial_asymmetry, banding, bead_centers, bead_z_shift, peak_centroid
+from selfnet.phantoms.metrics import axial_asymmetry, banding, bead_centers, bead_z_shift, peak_centroid, z_shift
 
 SHAPE = (64, 64, 64)
 
@@ -54,3 +54,10 @@ def test_banding_sees_phase_dependent_noise() -> None:
     striped = truth + rng.normal(0, 1, SHAPE).astype(np.float32) * (1 + (np.arange(64) % 4 == 0))[:, None, None]
     assert banding(even, truth, 4.0) < 0.1
     assert banding(striped, truth, 4.0) > 0.5
+
+
+def test_global_z_shift_by_correlation() -> None:
+    rng = np.random.default_rng(1)
+    truth = gaussian_filter(rng.random(SHAPE).astype(np.float32), 2.0)
+    assert abs(z_shift(truth, truth)) < 0.02
+    assert abs(z_shift(shift(truth, (-1.3, 0, 0), order=3), truth) + 1.3) < 0.15
