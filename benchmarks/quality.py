@@ -197,7 +197,7 @@ def paired_axial_patches(a: np.ndarray, b: np.ndarray, count: int, size: int,
     return pa.astype(np.float32), pb.astype(np.float32)
 
 
-METHODS = ("linear", "cubic", "rl", "oracle", "published", "default", "no-cyclegan", "no-feedback", "no-r2r",
+METHODS = ("linear", "cubic", "rl", "oracle", "published", "default", "no-cyclegan", "feedback", "no-r2r",
            "physics-only", "unconstrained")
 
 
@@ -223,7 +223,7 @@ def run_case(case: Case, minutes: float, seed: int, out: Path,
                                selfnet_method(ph, TrainConfig.published(max_minutes=minutes, seed=seed))[0])],
         "default": default_and_xz,
         "no-cyclegan": lambda: [("ablation: no CycleGAN", selfnet_method(ph, ours(use_cyclegan=False))[0])],
-        "no-feedback": lambda: [("ablation: no feedback", selfnet_method(ph, ours(feedback_weight=0.0))[0])],
+        "feedback": lambda: [("ablation: with feedback (0.1)", selfnet_method(ph, ours(feedback_weight=0.1))[0])],
         "no-r2r": lambda: [("ablation: no recorrupted pairs", selfnet_method(ph, ours(recorrupt=0.0))[0])],
         "physics-only": lambda: [("ablation: physics estimate only (no CycleGAN steps)",
                                   selfnet_method(ph, ours(degradation="physics"))[0])],

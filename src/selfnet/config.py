@@ -73,7 +73,10 @@ class TrainConfig(BaseModel):
     cycle_weight: float = Field(10.0, ge=0)
     residual_weight: float = Field(100.0, ge=0, description="L1 penalty on G_A's CNN correction")
     gan_weight_stage2: float = Field(0.1, ge=0)
-    feedback_weight: float = Field(0.1, ge=0)
+    feedback_weight: float = Field(0.0, ge=0, description=(
+        "stage 2: weight of D's error fed back into G_A (with G_A's GAN and cycle terms); 0 = G_A stays "
+        "fixed in stage 2. Off by default: it showed no gain in the ablations (docs/BENCHMARKS.md), 0.1 "
+        "is the paper's design"))
     feedback_start: float = Field(0.2, ge=0, le=1, description="fraction of stage 2 before feedback")
     ssim_weight: float = Field(0.1, ge=0)
     gan_update_every: int = Field(2, ge=1, description="stage 2: update G_A every n steps")
@@ -117,6 +120,7 @@ class TrainConfig(BaseModel):
             lr=1e-4,
             lr_gan=1e-4,
             recorrupt=0.0,
+            feedback_weight=0.1,
         )
         base.update(overrides)
         return cls(**base)
