@@ -64,13 +64,14 @@ def row_spectrum(patches: np.ndarray) -> np.ndarray:
     return spec.mean(axis=(0, -1))
 
 
-def estimate_axial_blur(xy_lr: np.ndarray, axial: np.ndarray, ratio: float, noise_var: float) -> float:
+def estimate_axial_blur(xy_lr: np.ndarray, axial: np.ndarray, ratio: float, noise_var: float) -> float | None:
     """Extra Gaussian blur (sigma, px) along z of real axial patches relative to XY_lr patches.
 
     Ratio of the two row spectra after removing the (equal) interpolated-noise floor, fitted as
     ``log R(f) = c - 4 pi^2 sigma^2 f^2`` below the raw z Nyquist frequency. Frequencies where the
     signal is down to half the noise floor still count (sparse, dim samples have little else), each
-    weighted by its signal-to-noise ratio.
+    weighted by its signal-to-noise ratio. None when fewer than two frequencies are usable (the
+    patches hold too little signal above the noise to tell).
     """
     size = xy_lr.shape[-2]
     freqs = np.fft.rfftfreq(size)
@@ -81,7 +82,7 @@ def estimate_axial_blur(xy_lr: np.ndarray, axial: np.ndarray, ratio: float, nois
     sig_l = row_spectrum(xy_lr) - floor
     usable = (freqs > 1.5 / size) & (freqs < 0.45 / ratio) & (sig_l > 0.5 * floor) & (sig_a > 0.25 * floor)
     if usable.sum() < 2:
-        return 0.0
+        return None
     f2 = freqs[usable] ** 2
     snr = np.minimum(sig_l[usable], sig_a[usable]) / floor[usable]
     slope, _ = np.polyfit(f2, np.log(sig_a[usable] / sig_l[usable]), 1, w=np.sqrt(np.clip(snr, 0.1, 10.0)))

@@ -55,6 +55,7 @@ class TrainingData:
     noise: NoiseModel
     sigma: float              # estimated extra axial blur (px)
     pre_blur: float           # the part of it built into ``degrade`` (0 for the unconstrained baseline)
+    sigma_source: str         # "spectra" (patch spectra) or "qc" (whole-stack resolution estimate)
     retention: float          # noise variance kept by that blur
 
 
@@ -96,6 +97,9 @@ def prepare_data(norm_volume: np.ndarray, ratio: float, cfg: TrainConfig, device
     sampling = _sampling(size + 2 * margin, step, rng)
     xy_lr = (sampling[0] @ xy[:, :, margin:-margin])[:, margin:-margin]
     sigma = estimate_axial_blur(xy_lr, axial, step, float(noise.variance(xy.mean())))
+    source = "spectra"
+    if sigma is None:  # too little signal in the patches: fall back on QC's estimate from the whole stack
+        sigma, source = resolution_axial_sigma(norm_volume, ratio), "qc"
     if _margin(step, sigma) > margin:  # a wide axial blur needs a wider frame around each XY patch
         margin = _margin(step, sigma)
         size, xy, axial = _pools(norm_volume, iso, cfg, margin, rng)
@@ -109,9 +113,25 @@ def prepare_data(norm_volume: np.ndarray, ratio: float, cfg: TrainConfig, device
         axial=torch.from_numpy(axial).unsqueeze(1).to(device),
         sampling=torch.from_numpy(sampling).to(device),
         degrade=torch.from_numpy(degrade).to(device),
-        size=size, margin=margin, noise=noise, sigma=sigma, pre_blur=pre_blur,
+        size=size, margin=margin, noise=noise, sigma=sigma, sigma_source=source, pre_blur=pre_blur,
         retention=noise_retention(full, step, sigma if cfg.use_cyclegan else 0.0),
     )
+
+
+def resolution_axial_sigma(norm_volume: np.ndarray, ratio: float) -> float:
+    """Extra axial blur (px) from QC's resolution estimate of the whole stack (0 when QC cannot tell).
+
+    The fallback for stacks whose patches hold too little signal above the noise for the spectral
+    estimate (dim, noisy live-cell stacks): with no blur at all, G_A would leave XY_lr sharp, the
+    recorrupted pairs would switch off, and D would learn to pass the raw planes' noise through.
+    """
+    from selfnet.qc.measure import estimate_resolution
+
+    res = estimate_resolution(norm_volume, (max(ratio, 1e-3), 1.0, 1.0))
+    if not res.reliable:
+        return 0.0
+    extra = math.sqrt(max(res.sigma_axial_um**2 - res.sigma_lateral_um**2, 0.0))
+    return float(min(extra, 3.0 * max(ratio, 3.0)))
 
 
 def _margin(step: float, sigma: float) -> int:
@@ -467,6 +487,7 @@ def train_model(volume: np.ndarray, spacing: tuple[float, float, float], cfg: Tr
         "device": str(device),
         "torch": str(torch.__version__),
         "estimated_axial_sigma_px": round(data.sigma, 3),
+        "estimated_axial_sigma_from": data.sigma_source,
         "learned_axial_sigma_px": round(math.hypot(data.pre_blur, learned_sigma(nets.g_a)), 3),
         "degradation": cfg.degradation if cfg.use_cyclegan else "none",
         "learned_axial_kernel": learned_axial_kernel(nets.g_a, data.pre_blur).round(4).tolist(),

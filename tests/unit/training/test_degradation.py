@@ -85,3 +85,19 @@ def test_fine_z_step_trains_without_z_sampling(fast_config: TrainConfig) -> None
     assert data.sigma > 1.5  # the axial blur alone: sqrt(3.5^2 - 1) = 3.4 px
     model = train_model(raw, spacing, fast_config, CPU)
     assert model.ratio == 1.0
+
+
+def test_qc_fallback_for_the_axial_blur() -> None:
+    """When patch spectra are too noisy, the extra axial blur comes from QC's estimate of the whole stack."""
+    from selfnet.training.loop import resolution_axial_sigma
+
+    raw, _ = _stack(4.0, 3.0)
+    norm = fit_normalizer(raw, (0.1, 99.99))
+    assert resolution_axial_sigma(norm(raw), 4.0) == pytest.approx(np.sqrt(3.0**2 - 1.0), rel=0.35)
+
+
+def test_spectral_estimate_says_when_it_cannot_tell() -> None:
+    from selfnet.method.estimate import estimate_axial_blur
+
+    noise = np.random.default_rng(0).normal(0, 1, (64, 32, 32)).astype(np.float32)
+    assert estimate_axial_blur(noise, noise.copy(), 4.0, 1.0) is None
