@@ -86,7 +86,12 @@ def estimate_axial_blur(xy_lr: np.ndarray, axial: np.ndarray, ratio: float, nois
     f2 = freqs[usable] ** 2
     snr = np.minimum(sig_l[usable], sig_a[usable]) / floor[usable]
     slope, _ = np.polyfit(f2, np.log(sig_a[usable] / sig_l[usable]), 1, w=np.sqrt(np.clip(snr, 0.1, 10.0)))
-    return float(np.clip(np.sqrt(max(-slope, 0.0) / (4 * np.pi**2)), 0.0, 3.0 * max(ratio, 3.0)))
+    return float(np.clip(np.sqrt(max(-slope, 0.0) / (4 * np.pi**2)), 0.0, max_axial_sigma(ratio)))
+
+
+def max_axial_sigma(ratio: float) -> float:
+    """Largest extra axial blur (px) any estimate may report: three z steps, or 9 px for fine steps."""
+    return 3.0 * max(ratio, 3.0)
 
 
 def noise_retention(size: int, ratio: float, sigma: float) -> float:

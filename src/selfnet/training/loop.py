@@ -25,6 +25,7 @@ from selfnet.method.estimate import (
     NoiseModel,
     estimate_axial_blur,
     estimate_noise,
+    max_axial_sigma,
     noise_retention,
 )
 from selfnet.method.losses import charbonnier, lsgan, restoration_loss
@@ -131,7 +132,7 @@ def resolution_axial_sigma(norm_volume: np.ndarray, ratio: float) -> float:
     if not res.reliable:
         return 0.0
     extra = math.sqrt(max(res.sigma_axial_um**2 - res.sigma_lateral_um**2, 0.0))
-    return float(min(extra, 3.0 * max(ratio, 3.0)))
+    return float(min(extra, max_axial_sigma(ratio)))
 
 
 def _margin(step: float, sigma: float) -> int:
