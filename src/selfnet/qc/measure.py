@@ -626,9 +626,11 @@ def _lateral_unusable(before: Resolution, after: Resolution, given: float | None
 
 
 def _against_raw_lateral(restored: np.ndarray, spacing: tuple[float, float, float],
-                         raw_spacing: tuple[float, float, float], before: Resolution) -> Resolution:
+                         raw_spacing: tuple[float, float, float], before: Resolution,
+                         spec: SpectrumMap) -> Resolution:
     """The restoration's axial resolution as its axial excess over the raw stack's lateral resolution."""
-    res = estimate_resolution(restored, spacing, kz_max=0.5 / raw_spacing[0], lateral_fwhm_um=before.lateral_um)
+    res = estimate_resolution(restored, spacing, spectrum=spec, kz_max=0.5 / raw_spacing[0],
+                              lateral_fwhm_um=before.lateral_um)
     note = ("lateral estimate of the restoration at the sampling limit: axial measured as its excess over "
             "the raw lateral resolution")
     kept = [part for part in res.note.split("; ") if part and not part.startswith("lateral FWHM given")]
@@ -652,10 +654,11 @@ def compare(raw: np.ndarray, raw_spacing: tuple[float, float, float], restored: 
         raise InputError(f"restored volume's YX size {tuple(restored.shape[1:])} does not match the raw "
                          f"stack's {tuple(raw.shape[1:])}")
     before = estimate_resolution(raw, raw_spacing, lateral_fwhm_um=lateral_fwhm_um)
-    after = estimate_resolution(restored, restored_spacing, kz_max=0.5 / raw_spacing[0],
+    spec = spectrum_map(restored, restored_spacing)  # measured once, read again by the fallback below
+    after = estimate_resolution(restored, restored_spacing, spectrum=spec, kz_max=0.5 / raw_spacing[0],
                                 lateral_fwhm_um=lateral_fwhm_um)
     if _lateral_unusable(before, after, lateral_fwhm_um):
-        after = _against_raw_lateral(restored, restored_spacing, raw_spacing, before)
+        after = _against_raw_lateral(restored, restored_spacing, raw_spacing, before, spec)
     if sigma_px is None:
         sigma_px = extra_axial_sigma_px(before, after, restored_spacing[2])
         sigma_source = sigma_source or "estimated from the raw and restored spectra"
