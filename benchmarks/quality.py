@@ -299,13 +299,16 @@ def print_learned_profile(ph: Phantom, results: list[tuple[str, Result]]) -> Non
     lateral = psf[cz, cy, :].astype(np.float64) / psf[cz, cy, :].sum()
     true_ax = axial_profile(psf)
     print(f"\nAxial profile ({ph.params['optics']} PSF): FWHM px, centroid px and skewness of the true one and of "
-          "the lateral profile blurred by each model's learned z kernel.\n")
-    print("| profile | FWHM px | centroid px | skewness |\n|---|---|---|---|")
-    print(f"| true axial PSF | {fwhm_1d(true_ax):.2f} | {_moment(true_ax, 1):+.2f} | {_skew(true_ax):+.2f} |")
+          "the lateral profile blurred by each model's learned z kernel; the 2D kernel its spectral fit chose.\n")
+    print("| profile | FWHM px | centroid px | skewness | fitted kernel (core, tail share, tail width, cone) | "
+          "evidence |\n|---|---|---|---|---|---|")
+    print(f"| true axial PSF | {fwhm_1d(true_ax):.2f} | {_moment(true_ax, 1):+.2f} | {_skew(true_ax):+.2f} | | |")
     for name, res in results:
         if res.summary and res.summary.get("learned_axial_kernel"):
             prof = np.convolve(lateral, np.asarray(res.summary["learned_axial_kernel"]), mode="full")
-            print(f"| {name} | {fwhm_1d(prof):.2f} | {_moment(prof, 1):+.2f} | {_skew(prof):+.2f} |")
+            fitted = ", ".join(f"{v:g}" for v in res.summary.get("estimated_axial_kernel", {}).values())
+            print(f"| {name} | {fwhm_1d(prof):.2f} | {_moment(prof, 1):+.2f} | {_skew(prof):+.2f} | {fitted} | "
+                  f"{res.summary.get('axial_kernel_evidence')} |")
 
 
 def _moment(profile: np.ndarray, order: int) -> float:

@@ -28,6 +28,7 @@ from selfnet.method.estimate import (
     max_axial_sigma,
     noise_retention,
 )
+from selfnet.method.kernel import AxialKernel, blur2d, fit_axial_kernel
 from selfnet.method.losses import charbonnier, lsgan, restoration_loss
 from selfnet.method.nets import DegradationGenerator, PatchDiscriminator, ResNet2d
 from selfnet.method.normalize import Normalizer, fit_normalizer
@@ -40,6 +41,9 @@ ProgressFn = Callable[[str, int, int, dict[str, float]], None]
 DEFAULT_EPOCHS = 30
 BUDGET_ONLY_EPOCHS = 10_000
 N_PHASES = 8
+FIT_SIZE = 128  # patch size (px) the 2D blur fit reads
+FIT_POOL = 256  # patches of each kind it reads
+FIT_STREAM = 18  # its random stream, apart from the training pools'
 _EPS = 1e-6
 
 
@@ -54,10 +58,24 @@ class TrainingData:
     size: int
     margin: int
     noise: NoiseModel
-    sigma: float              # estimated extra axial blur (px)
-    pre_blur: float           # the part of it built into ``degrade`` (0 for the unconstrained baseline)
+    sigma: float              # estimated extra axial blur (px; the core of ``kernel``)
+    pre_blur: float           # a Gaussian ``kernel`` built into ``degrade`` (0 for the unconstrained baseline)
     sigma_source: str         # "spectra" (patch spectra) or "qc" (whole-stack resolution estimate)
     retention: float          # noise variance kept by that blur
+    kernel: AxialKernel = field(default_factory=lambda: AxialKernel(0.0))  # 2D (z, x) where the optics need it
+    pre_kernel: torch.Tensor | None = None  # taps of a non-Gaussian ``kernel``, applied before ``degrade``
+    kernel_evidence: float | None = None  # the 2D fit's residual with a tail or cone / without (< 0.85: kept)
+
+    @property
+    def physics(self) -> bool:
+        """Whether the estimated blur is built into the degradation G_A refines."""
+        return self.pre_blur > 0 or self.pre_kernel is not None
+
+    def physics_profile(self) -> np.ndarray:
+        """The built-in blur's z profile (a delta when none is built in)."""
+        if self.pre_kernel is not None:
+            return self.kernel.profile()
+        return AxialKernel(self.pre_blur).profile()
 
 
 def choose_patch_size(requested: int, n_z_iso: int, ny: int, nx: int, margin: int) -> int:
@@ -93,30 +111,73 @@ def prepare_data(norm_volume: np.ndarray, ratio: float, cfg: TrainConfig, device
     z = norm_volume.shape[0]
     iso = zinterp(norm_volume, ratio)
     noise = estimate_noise(norm_volume[:: max(1, z // 16)])
-    margin = _margin(step, 0.0)
+    margin = _margin(step, None)
     size, xy, axial = _pools(norm_volume, iso, cfg, margin, rng)
     sampling = _sampling(size + 2 * margin, step, rng)
     xy_lr = (sampling[0] @ xy[:, :, margin:-margin])[:, margin:-margin]
-    sigma = estimate_axial_blur(xy_lr, axial, step, float(noise.variance(xy.mean())))
-    source = "spectra"
-    if sigma is None:  # too little signal in the patches: fall back on QC's estimate from the whole stack
-        sigma, source = resolution_axial_sigma(norm_volume, ratio), "qc"
-    if _margin(step, sigma) > margin:  # a wide axial blur needs a wider frame around each XY patch
-        margin = _margin(step, sigma)
+    kernel, source, evidence = _estimate_kernel(norm_volume, iso, xy_lr, axial, step, float(noise.variance(xy.mean())),
+                                                cfg)
+    if kernel is None:  # too little signal in the patches: fall back on QC's estimate from the whole stack
+        kernel, source = AxialKernel(resolution_axial_sigma(norm_volume, ratio)), "qc"
+    if _margin(step, kernel) > margin:  # a wide axial blur needs a wider frame around each XY patch
+        margin = _margin(step, kernel)
         size, xy, axial = _pools(norm_volume, iso, cfg, margin, rng)
         sampling = _sampling(size + 2 * margin, step, rng)
     del iso
     full = size + 2 * margin
-    pre_blur = sigma if cfg.use_cyclegan and cfg.degradation != "unconstrained" else 0.0
-    degrade = sampling @ blur_matrix(full, pre_blur)
+    built_in = cfg.use_cyclegan and cfg.degradation != "unconstrained"
+    pre_blur = kernel.sigma if built_in and kernel.gaussian else 0.0
+    pre_kernel = torch.from_numpy(kernel.taps()).float().to(device) if built_in and not kernel.gaussian else None
+    kept = kernel if cfg.use_cyclegan else AxialKernel(0.0)
     return TrainingData(
         xy=torch.from_numpy(xy).unsqueeze(1).to(device),
         axial=torch.from_numpy(axial).unsqueeze(1).to(device),
         sampling=torch.from_numpy(sampling).to(device),
-        degrade=torch.from_numpy(degrade).to(device),
-        size=size, margin=margin, noise=noise, sigma=sigma, sigma_source=source, pre_blur=pre_blur,
-        retention=noise_retention(full, step, sigma if cfg.use_cyclegan else 0.0),
+        degrade=torch.from_numpy(sampling @ blur_matrix(full, pre_blur)).to(device),
+        size=size, margin=margin, noise=noise, sigma=kernel.sigma, sigma_source=source, pre_blur=pre_blur,
+        retention=kernel_retention(full, step, kept), kernel=kernel, pre_kernel=pre_kernel, kernel_evidence=evidence,
     )
+
+
+def _estimate_kernel(norm_volume: np.ndarray, iso: np.ndarray, xy_lr: np.ndarray, axial: np.ndarray, step: float,
+                     noise_var: float, cfg: TrainConfig) -> tuple[AxialKernel | None, str, float | None]:
+    """The extra axial blur from the patch spectra: a Gaussian of the 1D estimate's width, or the
+    2D fit's tail and cone where those explain clearly more (non-Gaussian optics) and the XY
+    planes leave room for the wider frame such a kernel needs. Also returns the fit's evidence for
+    a tail or cone (residual ratio, see :func:`~selfnet.method.kernel.fit_axial_kernel`).
+
+    The 2D fit reads larger patches than training uses (up to :data:`FIT_SIZE` px): the
+    frequencies it can trust lie below the raw z Nyquist frequency, and a 64-px patch holds only
+    two or three of them there. It draws them from its own random stream, so the training pools
+    do not depend on it.
+    """
+    sigma = estimate_axial_blur(xy_lr, axial, step, noise_var)
+    if sigma is None:
+        return None, "spectra", None
+    size = min(FIT_SIZE, iso.shape[0], *norm_volume.shape[1:]) // 8 * 8
+    rng = np.random.default_rng([cfg.seed, FIT_STREAM])
+    big_xy = sample_xy_patches(norm_volume, FIT_POOL, size, rng=rng, foreground_percentile=cfg.foreground_percentile)
+    big_axial = sample_axial_patches(iso, FIT_POOL, size, rng=rng, foreground_percentile=cfg.foreground_percentile)
+    fit = fit_axial_kernel(degrade_matrix(size, step) @ big_xy, big_axial, step, noise_var, max_axial_sigma(step))
+    if fit is None:
+        return AxialKernel(sigma), "spectra", None
+    fitted, evidence = fit
+    if fitted.gaussian or _margin(step, fitted) > (min(norm_volume.shape[1:]) - 16) // 2:
+        fitted = AxialKernel(sigma)
+    return fitted, "spectra", evidence
+
+
+def kernel_retention(size: int, step: float, kernel: AxialKernel) -> float:
+    """Fraction of z-sampled noise variance that survives ``kernel`` before the sampling."""
+    if kernel.gaussian:
+        return noise_retention(size, step, kernel.sigma)
+    noise = torch.from_numpy(np.random.default_rng(1).normal(size=(16, size, size)).astype(np.float32))
+    sampling = torch.from_numpy(degrade_matrix(size, step))
+    taps = torch.from_numpy(kernel.taps()).float()
+    r = max(kernel.radius, 1)
+    plain = (sampling @ noise)[:, r:-r, r:-r]
+    blurred = (sampling @ blur2d(noise, taps))[:, r:-r, r:-r]
+    return float(blurred.var() / plain.var())
 
 
 def resolution_axial_sigma(norm_volume: np.ndarray, ratio: float) -> float:
@@ -135,9 +196,11 @@ def resolution_axial_sigma(norm_volume: np.ndarray, ratio: float) -> float:
     return float(min(extra, max_axial_sigma(ratio)))
 
 
-def _margin(step: float, sigma: float) -> int:
-    """Rows kept around each XY patch so that z-sampling and a blur of ``sigma`` px see no edge."""
-    return int(math.ceil(max(2 * step, 3 * sigma))) + 2
+def _margin(step: float, kernel: AxialKernel | None) -> int:
+    """Rows kept around each XY patch so that z-sampling and the ``kernel`` see no edge."""
+    if kernel is None or kernel.gaussian:
+        return int(math.ceil(max(2 * step, 3 * (kernel.sigma if kernel else 0.0)))) + 2
+    return kernel.radius + math.ceil(2 * step) + 2
 
 
 def _pools(norm_volume: np.ndarray, iso: np.ndarray, cfg: TrainConfig, margin: int,
@@ -218,7 +281,7 @@ def batches(data: TrainingData, batch_size: int, gen: torch.Generator, alpha: fl
         degrade = data.degrade[phase].unsqueeze(1)
         b = Batch(
             xy=xy_full[..., m:-m, m:-m],
-            xy_lr=(degrade @ xy_full[..., m:-m])[..., m:-m, :],
+            xy_lr=(degrade @ _physics(data, xy_full)[..., m:-m])[..., m:-m, :],
             eps=(data.sampling[phase].unsqueeze(1) @ white)[..., m:-m, :],
             axial=_flips(data.axial[j], gen),
         )
@@ -226,9 +289,14 @@ def batches(data: TrainingData, batch_size: int, gen: torch.Generator, alpha: fl
             var = data.noise.gain * xy_full.clamp(min=0) + data.noise.read_var
             z = torch.randn(xy_full.shape, generator=gen, device=dev) * var.sqrt()
             b.target = (xy_full - z / alpha)[..., m:-m, m:-m]
-            b.lr_noisy = (degrade @ (xy_full + alpha * z)[..., m:-m])[..., m:-m, :]
+            b.lr_noisy = (degrade @ _physics(data, xy_full + alpha * z)[..., m:-m])[..., m:-m, :]
             b.alpha = alpha
         yield b
+
+
+def _physics(data: TrainingData, xy_full: torch.Tensor) -> torch.Tensor:
+    """XY patches through the estimated non-Gaussian blur (a Gaussian one is part of ``degrade``)."""
+    return xy_full if data.pre_kernel is None else blur2d(xy_full, data.pre_kernel)
 
 
 @dataclass
@@ -275,7 +343,7 @@ def build_nets(cfg: TrainConfig, data: TrainingData, ratio: float, device: torch
     """Networks with G_A initialised from the stack's own blur and noise estimates."""
     init = dict(
         sigma=0.0,
-        radius=int(math.ceil(max(1.5 * max(ratio, 2.0), (1.5 if data.pre_blur else 3.0) * data.sigma))),
+        radius=int(math.ceil(max(1.5 * max(ratio, 2.0), (1.5 if data.physics else 3.0) * data.sigma))),
         gain=data.noise.gain,
         read_var=data.noise.read_var,
         noise_scale=math.sqrt(max(1.0 - data.retention, 1e-3)),
@@ -428,22 +496,17 @@ def residual_weight(cfg: TrainConfig) -> float:
     return 0.0 if cfg.degradation == "unconstrained" else cfg.residual_weight
 
 
-def learned_axial_kernel(g_a: DegradationGenerator, pre_blur: float) -> np.ndarray:
-    """G_A's whole z blur (the physics pre-blur, then the learned taps) as 1D taps on the output grid."""
+def learned_axial_kernel(g_a: DegradationGenerator, physics: np.ndarray) -> np.ndarray:
+    """G_A's whole z blur (the built-in ``physics`` z profile, then the learned taps) as 1D taps."""
     taps = g_a.taps().detach().flatten().cpu().double().numpy()
-    n = len(taps) + 2 * int(math.ceil(4 * pre_blur))
-    delta = np.zeros(n)
-    delta[n // 2] = 1.0
-    blurred = blur_matrix(n, pre_blur).astype(np.float64) @ delta
-    return np.convolve(blurred, taps[::-1], mode="same")  # conv2d correlates: the PSF is the flipped taps
+    return np.convolve(physics, taps[::-1], mode="full")  # conv2d correlates: the PSF is the flipped taps
 
 
-def learned_sigma(g_a: DegradationGenerator) -> float:
-    """Standard deviation (px) of G_A's learned z-blur kernel."""
-    k = g_a.taps().detach().flatten().cpu().double()
-    t = torch.arange(len(k), dtype=torch.float64) - len(k) // 2
-    mean = (k * t).sum()
-    return float(((k * (t - mean) ** 2).sum()).clamp(min=0).sqrt())
+def profile_sigma(profile: np.ndarray) -> float:
+    """Standard deviation (px) of a 1D profile of unit sum."""
+    t = np.arange(len(profile)) - len(profile) // 2
+    mean = float((profile * t).sum())
+    return float(math.sqrt(max(float((profile * (t - mean) ** 2).sum()), 0.0)))
 
 
 def train_model(volume: np.ndarray, spacing: tuple[float, float, float], cfg: TrainConfig,
@@ -480,6 +543,7 @@ def train_model(volume: np.ndarray, spacing: tuple[float, float, float], cfg: Tr
     origin = session.bind(vars(nets), gen, t0)
     stages = _run_stages(nets, stream, cfg, session, origin, budget, (s1_steps, total - s1_steps), on_step,
                          data.retention)
+    learned = learned_axial_kernel(nets.g_a, data.physics_profile())
     summary = {
         "ratio": ratio,
         "patch_size": data.size,
@@ -489,9 +553,11 @@ def train_model(volume: np.ndarray, spacing: tuple[float, float, float], cfg: Tr
         "torch": str(torch.__version__),
         "estimated_axial_sigma_px": round(data.sigma, 3),
         "estimated_axial_sigma_from": data.sigma_source,
-        "learned_axial_sigma_px": round(math.hypot(data.pre_blur, learned_sigma(nets.g_a)), 3),
+        "estimated_axial_kernel": data.kernel.as_dict(),
+        "axial_kernel_evidence": None if data.kernel_evidence is None else round(data.kernel_evidence, 3),
+        "learned_axial_sigma_px": round(profile_sigma(learned), 3),
         "degradation": cfg.degradation if cfg.use_cyclegan else "none",
-        "learned_axial_kernel": learned_axial_kernel(nets.g_a, data.pre_blur).round(4).tolist(),
+        "learned_axial_kernel": learned.round(4).tolist(),
         "noise_gain": data.noise.gain,
         "noise_read_var": data.noise.read_var,
         "recorrupt_alpha": round(alpha, 3),

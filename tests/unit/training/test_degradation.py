@@ -8,10 +8,16 @@ import pytest
 import torch
 
 from selfnet.config import TrainConfig
+from selfnet.method.kernel import AxialKernel
 from selfnet.method.nets import DegradationGenerator
 from selfnet.method.normalize import fit_normalizer
 from selfnet.phantoms.synthetic import make_phantom
-from selfnet.training.loop import learned_axial_kernel, prepare_data, train_model, training_phases
+from selfnet.training.loop import (
+    learned_axial_kernel,
+    prepare_data,
+    train_model,
+    training_phases,
+)
 from selfnet.training.patches import foreground_score
 
 CPU = torch.device("cpu")
@@ -43,7 +49,7 @@ def test_kernel_taps_keep_unit_sum_and_zero_centroid_but_allow_skew() -> None:
     assert float(taps.sum()) == pytest.approx(1.0, abs=1e-6)
     assert float((taps * t).sum()) == pytest.approx(0.0, abs=1e-6)
     assert float((taps * t**3).sum()) != pytest.approx(0.0, abs=1e-3)
-    profile = learned_axial_kernel(g, 2.0)
+    profile = learned_axial_kernel(g, AxialKernel(2.0).profile())
     assert profile.sum() == pytest.approx(1.0, abs=1e-5)
     c = np.arange(len(profile)) - len(profile) // 2
     assert float((profile * c).sum()) == pytest.approx(0.0, abs=1e-4)
@@ -101,3 +107,36 @@ def test_spectral_estimate_says_when_it_cannot_tell() -> None:
 
     noise = np.random.default_rng(0).normal(0, 1, (64, 32, 32)).astype(np.float32)
     assert estimate_axial_blur(noise, noise.copy(), 4.0, 1.0) is None
+
+
+def test_wide_field_optics_get_a_cone_of_out_of_focus_light() -> None:
+    """A diffraction-model wide-field PSF spreads out-of-focus light into a cone: the fitted kernel
+    has one (and a broad z tail), and the training frame is wide enough for it."""
+    pytest.importorskip("psfmodels", reason="diffraction PSFs need the phantoms extra: pip install 'selfnet[phantoms]'")
+    from selfnet.phantoms.optics import make_optics_phantom
+
+    ph = make_optics_phantom("widefield", "mix", (128, 160, 160), k=4.0, seed=0)
+    norm = fit_normalizer(ph.raw, (0.1, 99.99))
+    data = prepare_data(norm(ph.raw), 4.0, TrainConfig(), CPU, np.random.default_rng(0))
+    assert not data.kernel.gaussian and data.pre_kernel is not None
+    assert data.kernel.cone > 0 and data.kernel.tail > 0
+    assert data.margin >= data.kernel.radius + 8  # the kernel and the z-sampling see no wrap-around
+    assert data.physics_profile().sum() == pytest.approx(1.0)
+
+
+def test_gaussian_psf_keeps_a_gaussian_kernel() -> None:
+    ph = make_phantom("neurites", (96, 128, 128), k=4.0, axial_ratio=3.0, photons=200, seed=1)
+    norm = fit_normalizer(ph.raw, (0.1, 99.99))
+    data = prepare_data(norm(ph.raw), 4.0, TrainConfig(), CPU, np.random.default_rng(0))
+    assert data.kernel.gaussian and data.pre_kernel is None and data.pre_blur == data.sigma > 1.5
+
+
+def test_a_kernel_too_wide_for_the_planes_falls_back_to_the_gaussian(monkeypatch: pytest.MonkeyPatch,
+                                                                     fast_config: TrainConfig) -> None:
+    from selfnet.training import loop
+
+    monkeypatch.setattr(loop, "fit_axial_kernel", lambda *a, **k: AxialKernel(2.0, tail=0.5, tail_sigma=10.0, cone=1.0))
+    raw, _ = _stack(4.0, 3.0)
+    norm = fit_normalizer(raw, fast_config.norm_percentiles)
+    data = prepare_data(norm(raw), 4.0, fast_config, CPU, np.random.default_rng(0))
+    assert data.kernel.gaussian and data.pre_kernel is None

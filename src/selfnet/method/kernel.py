@@ -1,0 +1,162 @@
+"""The extra blur an axial slice has over an XY slice, as a 2D (z, x) kernel fitted to the stack's spectra.
+
+A Gaussian PSF needs only a z blur, but real optics do not: a confocal PSF has long axial tails,
+and a wide-field PSF spreads out-of-focus light into a cone (its haze), so the blur of an XZ slice
+grows along x with the distance from focus. :class:`AxialKernel` is a small family covering these
+(a Gaussian core, a broad z tail and a cone), and :func:`fit_axial_kernel` picks the member whose
+2D transfer function best explains the ratio of the real axial to the XY_lr power spectra.
+numpy for the fit; :func:`blur2d` applies a kernel to torch batches.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from selfnet.method.resample import degrade_matrix
+
+TAILS: tuple[float, ...] = (0.0, 0.15, 0.3, 0.5, 0.7)
+TAIL_WIDTHS: tuple[float, ...] = (2.5, 5.0)
+CONES: tuple[float, ...] = (0.0, 0.4, 0.8, 1.2, 1.6, 2.4)
+MAX_RADIUS = 32
+BAND = 0.3  # highest z frequency fitted, as a fraction of the raw z sampling rate: above it aliasing bends the ratio
+PARSIMONY = 0.85  # a tail or cone must cut the fit's residual by 15 % over the best Gaussian to be kept
+RING_WIDTH = 2.0  # frequency bins per ring of the free radial factor
+
+
+@dataclass(frozen=True)
+class AxialKernel:
+    """z blur (rows) and out-of-focus spread (columns) of an axial slice relative to an XY slice.
+
+    The z profile is ``(1 - tail) N(0, sigma) + tail N(0, tail_sigma)``; the light arriving from
+    ``|z|`` beyond the core spreads along x with standard deviation ``cone * (|z| - sigma)``.
+    ``tail = cone = 0`` is the plain Gaussian z blur of the physics prior.
+    """
+
+    sigma: float
+    tail: float = 0.0
+    tail_sigma: float = 0.0
+    cone: float = 0.0
+
+    @property
+    def gaussian(self) -> bool:
+        """A z blur alone (no tail, no cone)."""
+        return self.tail == 0 and self.cone == 0
+
+    @property
+    def radius(self) -> int:
+        """Half-size (px) of :meth:`taps`: three standard deviations of the widest z part."""
+        width = max(self.sigma, self.tail_sigma if self.tail > 0 else 0.0)
+        return min(math.ceil(3 * width), MAX_RADIUS)
+
+    def taps(self, radius: int | None = None) -> np.ndarray:
+        """(2r + 1, 2r + 1) kernel, z along rows, unit sum (a delta for no blur)."""
+        r = self.radius if radius is None else radius
+        t = np.arange(-r, r + 1, dtype=np.float64)
+        z = _gauss(t, self.sigma)
+        if self.tail > 0:
+            z = (1 - self.tail) * z + self.tail * _gauss(t, self.tail_sigma)
+        spread = self.cone * np.clip(np.abs(t) - self.sigma, 0.0, None)
+        rows = np.stack([_gauss(t, s) for s in spread])
+        kernel = z[:, None] * rows
+        return kernel / kernel.sum()
+
+    def profile(self) -> np.ndarray:
+        """The z profile (the kernel summed over x)."""
+        return self.taps().sum(axis=1)
+
+    def as_dict(self) -> dict[str, float]:
+        """Rounded parameters for the model summary."""
+        return {k: round(v, 3) for k, v in asdict(self).items()}
+
+
+def _gauss(t: np.ndarray, sigma: float) -> np.ndarray:
+    """Normalised Gaussian taps at ``t`` (a delta for sigma ~ 0)."""
+    if sigma < 1e-3:
+        return (t == 0).astype(np.float64)
+    g = np.exp(-0.5 * (t / sigma) ** 2)
+    return g / g.sum()
+
+
+def spectrum2d(patches: np.ndarray) -> np.ndarray:
+    """Mean 2D power spectrum (rows: full FFT, columns: rFFT) of Hann-windowed, mean-free patches."""
+    p = patches - patches.mean(axis=(-2, -1), keepdims=True)
+    win = np.outer(np.hanning(p.shape[-2]), np.hanning(p.shape[-1])).astype(np.float32)
+    return (np.abs(np.fft.rfft2(p * win)) ** 2).mean(axis=0)
+
+
+def transfer2(kernel: AxialKernel, size: int) -> np.ndarray:
+    """|H|^2 of ``kernel`` on the (size, size // 2 + 1) grid of :func:`spectrum2d`."""
+    taps = kernel.taps(min(kernel.radius, size // 2 - 1))
+    r = taps.shape[0] // 2
+    grid = np.zeros((size, size))
+    grid[:2 * r + 1, :2 * r + 1] = taps
+    grid = np.roll(grid, (-r, -r), axis=(0, 1))
+    return np.abs(np.fft.rfft2(grid)) ** 2
+
+
+def fit_axial_kernel(xy_lr: np.ndarray, axial: np.ndarray, ratio: float, noise_var: float,
+                     max_sigma: float) -> tuple[AxialKernel, float] | None:
+    """Member of the :class:`AxialKernel` family whose |H|^2 best matches the axial / XY_lr spectra.
+
+    Frequencies well below the raw z Nyquist frequency (:data:`BAND`) with signal above the noise
+    floor (fainter ones bend the fit towards tails wherever the floor is a little off), over both axes, so that how the z blur changes with lateral frequency (a cone)
+    shows. An XY slice is a thicker optical section than an axial one, which changes its spectrum
+    by a factor of the frequency's magnitude alone (isotropic objects), so the fit leaves a free
+    factor per ring of ``|f|`` and judges a kernel by the direction dependence it explains.
+    Weighted least squares in log power, by grid search (deterministic, no local minima); a tail
+    or cone is kept only where it explains clearly more than a Gaussian (:data:`PARSIMONY`).
+    Returns the kernel and that evidence (best tail/cone residual over best Gaussian residual), or
+    None when the patches hold too little signal.
+    """
+    size = xy_lr.shape[-2]
+    white = np.random.default_rng(0).normal(0.0, math.sqrt(noise_var), (64, size, size)).astype(np.float32)
+    floor = spectrum2d(degrade_matrix(size, ratio) @ white)
+    sig_a, sig_l = spectrum2d(axial) - floor, spectrum2d(xy_lr) - floor
+    fz = np.abs(np.fft.fftfreq(size))[:, None] * np.ones((1, floor.shape[1]))
+    usable = (fz > 1.5 / size) & (fz < BAND / ratio) & (sig_l > floor) & (sig_a > floor)
+    if np.unique(fz[usable]).size < 2:
+        return None
+    ratio_log = np.log(sig_a[usable] / sig_l[usable])
+    weight = np.sqrt(np.clip(np.minimum(sig_l[usable], sig_a[usable]) / floor[usable], 0.1, 10.0))
+    fx = np.fft.rfftfreq(size)[None, :]
+    ring = np.round(np.hypot(fz, fx)[usable] * size / RING_WIDTH).astype(np.int64)
+    best: dict[bool, tuple[float, AxialKernel]] = {}
+    for kernel in _candidates(max_sigma):
+        resid = ratio_log - np.log(np.maximum(transfer2(kernel, size)[usable], 1e-12))
+        resid -= (np.bincount(ring, weight * resid) / np.maximum(np.bincount(ring, weight), 1e-12))[ring]
+        cost = float(np.average(resid**2, weights=weight))
+        if kernel.gaussian not in best or cost < best[kernel.gaussian][0]:
+            best[kernel.gaussian] = (cost, kernel)
+    gaussian, richer = best[True], best[False]
+    evidence = richer[0] / max(gaussian[0], 1e-12)
+    return (richer[1] if evidence < PARSIMONY else gaussian[1]), evidence
+
+
+def _candidates(max_sigma: float) -> list[AxialKernel]:
+    """The search grid: every core width with every tail and cone (tail 0 and cone 0: the Gaussians)."""
+    out = []
+    for s in np.arange(0.0, max_sigma + 1e-9, 0.25):
+        for tail, width, cone in itertools.product(TAILS, TAIL_WIDTHS, CONES):
+            if tail == 0 and width != TAIL_WIDTHS[0]:
+                continue
+            out.append(AxialKernel(float(s), tail, float(width * max(s, 1.0)) if tail else 0.0, cone))
+    return out
+
+
+def blur2d(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """Circular 2D convolution of (..., H, W) with a centred odd kernel (via FFT).
+
+    Callers keep a frame of at least the kernel radius around what they use, so the wrap-around
+    never reaches it.
+    """
+    h, w = x.shape[-2:]
+    r, c = taps.shape[0] // 2, taps.shape[1] // 2
+    grid = torch.zeros(h, w, dtype=x.dtype, device=x.device)
+    grid[:taps.shape[0], :taps.shape[1]] = taps.to(x.dtype)
+    grid = torch.roll(grid, (-r, -c), dims=(0, 1))
+    return torch.fft.irfft2(torch.fft.rfft2(x) * torch.fft.rfft2(grid), s=(h, w))
