@@ -68,7 +68,13 @@ def blur_matrix(n: int, sigma: float) -> np.ndarray:
         return np.eye(n, dtype=np.float32)
     radius = int(np.ceil(4 * sigma))
     offsets = np.arange(-radius, radius + 1)
-    taps = np.exp(-0.5 * (offsets / sigma) ** 2)
+    return taps_matrix(n, np.exp(-0.5 * (offsets / sigma) ** 2))
+
+
+def taps_matrix(n: int, taps: np.ndarray) -> np.ndarray:
+    """(n, n) convolution along one axis with centred odd ``taps`` (normalised), edges replicated."""
+    taps = np.asarray(taps, dtype=np.float64)
+    offsets = np.arange(len(taps)) - len(taps) // 2
     w = np.zeros((n, n), dtype=np.float64)
     rows = np.arange(n)
     for off, tap in zip(offsets, taps / taps.sum()):

@@ -38,7 +38,7 @@ from scipy import ndimage
 from scipy.optimize import lsq_linear
 
 from selfnet.errors import InputError
-from selfnet.method.resample import blur_matrix
+from selfnet.method.resample import blur_matrix, taps_matrix
 
 __all__ = [
     "FWHM_PER_SIGMA",
@@ -437,15 +437,17 @@ def _sample_matrix(n_iso: int, ratio: float, n_raw: int) -> np.ndarray:
 
 
 def redegrade(restored: np.ndarray, ratio: float, sigma_px: float, n_raw: int | None = None, *,
-              block: int = 64) -> np.ndarray:
+              block: int = 64, profile: np.ndarray | None = None) -> np.ndarray:
     """Blur an isotropic ZYX volume along z (Gaussian ``sigma_px``, iso px) and sample raw planes.
 
-    Raw plane ``i`` lies at iso position ``i * ratio``; returns float32 ``(n_raw, Y, X)``.
+    Raw plane ``i`` lies at iso position ``i * ratio``; returns float32 ``(n_raw, Y, X)``. A
+    ``profile`` (centred z taps, e.g. a model's learned axial kernel) replaces the Gaussian.
     """
     z, y, x = restored.shape
     n_fit = int(math.floor((z - 1) / ratio + _EPS)) + 1
     n_raw = n_fit if n_raw is None else min(n_raw, n_fit)
-    weights = (_sample_matrix(z, ratio, n_raw) @ blur_matrix(z, max(sigma_px, 0.0)).astype(np.float64)).astype(np.float32)
+    blur = blur_matrix(z, max(sigma_px, 0.0)) if profile is None else taps_matrix(z, profile)
+    weights = (_sample_matrix(z, ratio, n_raw) @ blur.astype(np.float64)).astype(np.float32)
     out = np.empty((n_raw, y, x), dtype=np.float32)
     for y0 in range(0, y, block):
         chunk = np.asarray(restored[:, y0:y0 + block], dtype=np.float32)
@@ -484,7 +486,8 @@ def _subsample(data: np.ndarray, max_values: int = 2_000_000) -> np.ndarray:
     return planes[:: max(1, planes.size // max_values)]
 
 
-def fitted_redegraded(raw: np.ndarray, restored: np.ndarray, ratio: float, sigma_px: float) -> np.ndarray:
+def fitted_redegraded(raw: np.ndarray, restored: np.ndarray, ratio: float, sigma_px: float,
+                      profile: np.ndarray | None = None) -> np.ndarray:
     """``restored`` re-degraded onto the raw planes, then gain/offset-fitted to ``raw`` (float32).
 
     The least-squares fit ``a * back + b ~ raw`` absorbs intensity scale and background.
@@ -492,7 +495,7 @@ def fitted_redegraded(raw: np.ndarray, restored: np.ndarray, ratio: float, sigma
     if raw.shape[1:] != restored.shape[1:]:
         raise InputError(f"restored volume's YX size {restored.shape[1:]} does not match the raw stack's "
                          f"{raw.shape[1:]}")
-    back = redegrade(restored, ratio, sigma_px, raw.shape[0])
+    back = redegrade(restored, ratio, sigma_px, raw.shape[0], profile=profile)
     sums = np.zeros(5)  # n, sum p, sum t, sum p^2, sum p t
     for i in range(back.shape[0]):
         p = back[i].astype(np.float64)
@@ -555,7 +558,7 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def consistency(raw: np.ndarray, restored: np.ndarray, ratio: float, sigma_px: float, *,
-                sigma_source: str = "given") -> Consistency:
+                sigma_source: str = "given", profile: np.ndarray | None = None) -> Consistency:
     """Compare ``raw`` with ``restored`` re-degraded (z blur ``sigma_px`` iso px) on the raw planes.
 
     Parameters
@@ -565,8 +568,9 @@ def consistency(raw: np.ndarray, restored: np.ndarray, ratio: float, sigma_px: f
     ratio : dz / dx of the raw stack
     sigma_px : extra axial blur of the raw data relative to the restoration, in iso pixels
     sigma_source : where ``sigma_px`` came from (reported)
+    profile : the z blur's taps when it is not Gaussian (``sigma_px`` is then its width, reported)
     """
-    fitted = fitted_redegraded(raw, restored, ratio, sigma_px)
+    fitted = fitted_redegraded(raw, restored, ratio, sigma_px, profile)
     return score_consistency(raw, fitted, sigma_px, sigma_source)
 
 
@@ -640,12 +644,13 @@ def _against_raw_lateral(restored: np.ndarray, spacing: tuple[float, float, floa
 def compare(raw: np.ndarray, raw_spacing: tuple[float, float, float], restored: np.ndarray,
             restored_spacing: tuple[float, float, float], *, sigma_px: float | None = None,
             sigma_source: str | None = None, keep_fitted: bool = False,
-            lateral_fwhm_um: float | None = None) -> Comparison:
+            lateral_fwhm_um: float | None = None, profile: np.ndarray | None = None) -> Comparison:
     """Resolution of ``raw`` and of its restoration, and the restoration's consistency with ``raw``.
 
     The restoration is analysed below the raw z Nyquist frequency only (what the raw planes can
     support). Without ``sigma_px`` (iso px), the re-degradation blur is
-    :func:`extra_axial_sigma_px` of the two resolution estimates.
+    :func:`extra_axial_sigma_px` of the two resolution estimates; a ``profile`` (z taps, with
+    ``sigma_px`` its width) re-degrades with a model's own non-Gaussian axial blur.
     """
     ratio = raw_spacing[0] / restored_spacing[0]
     if abs(restored_spacing[0] - restored_spacing[2]) > 0.05 * restored_spacing[2]:
@@ -660,8 +665,8 @@ def compare(raw: np.ndarray, raw_spacing: tuple[float, float, float], restored: 
     if _lateral_unusable(before, after, lateral_fwhm_um):
         after = _against_raw_lateral(restored, restored_spacing, raw_spacing, before, spec)
     if sigma_px is None:
-        sigma_px = extra_axial_sigma_px(before, after, restored_spacing[2])
+        sigma_px, profile = extra_axial_sigma_px(before, after, restored_spacing[2]), None
         sigma_source = sigma_source or "estimated from the raw and restored spectra"
-    fitted = fitted_redegraded(raw, restored, ratio, sigma_px)
+    fitted = fitted_redegraded(raw, restored, ratio, sigma_px, profile)
     score = score_consistency(raw, fitted, sigma_px, sigma_source or "given")
     return Comparison(before, after, score, fitted if keep_fitted else None)

@@ -107,6 +107,22 @@ def model_sigma_px(model: Model | None) -> tuple[float | None, str | None]:
     return None, None
 
 
+def model_axial_profile(model: Model | None) -> np.ndarray | None:
+    """The model's learned z blur as taps, when it is not Gaussian (a fitted tail or cone).
+
+    QC re-degrades the restoration with it: a Gaussian of the same width would be far wider in the
+    core and miss the tails, and score a faithful restoration as inconsistent.
+    """
+    if model is None or not _non_gaussian(model.summary.get("estimated_axial_kernel")):
+        return None
+    taps = model.summary.get("learned_axial_kernel")
+    return np.asarray(taps, dtype=np.float64) if isinstance(taps, list) and len(taps) % 2 == 1 else None
+
+
+def _non_gaussian(kernel: object) -> bool:
+    return isinstance(kernel, dict) and (kernel.get("tail", 0) > 0 or kernel.get("cone", 0) > 0)
+
+
 def _central(n: int, size: int) -> slice:
     """Centred window of ``size`` along an axis of length ``n``."""
     size = min(n, size)
@@ -144,8 +160,10 @@ def run_qc(volume: Volume, restored: Volume | None = None, model: Model | None =
         res = estimate_resolution(volume.data, volume.spacing, lateral_fwhm_um=lateral_fwhm_um)
         return QCResult(volume, res, model=model, seconds=time.perf_counter() - t0, region=region)
     sigma, source = model_sigma_px(model)
+    if (profile := model_axial_profile(model)) is not None:
+        source = f"{source}, its z profile with tails (σ is that profile's sd)"
     comp = compare(volume.data, volume.spacing, restored.data, restored.spacing, sigma_px=sigma,
-                   sigma_source=source, keep_fitted=True, lateral_fwhm_um=lateral_fwhm_um)
+                   sigma_source=source, keep_fitted=True, lateral_fwhm_um=lateral_fwhm_um, profile=profile)
     return QCResult(volume, comp.before, restored, comp, model, time.perf_counter() - t0, region)
 
 

@@ -38,3 +38,18 @@ def test_write_report_is_atomic_and_refuses_to_replace(result, tmp_path):
         write_report(tmp_path / "r.html", result)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html"]
     assert default_report_path(tmp_path / "iso.ome.tif").name == "iso.report.html"
+
+
+def test_qc_re_degrades_with_the_model_profile_only_when_it_has_tails() -> None:
+    from types import SimpleNamespace
+
+    from selfnet.qc.report import model_axial_profile
+
+    taps = [0.1, 0.2, 0.4, 0.2, 0.1]
+    gaussian = SimpleNamespace(summary={"estimated_axial_kernel": {"sigma": 2.0, "tail": 0.0, "cone": 0.0},
+                                        "learned_axial_kernel": taps})
+    tailed = SimpleNamespace(summary={"estimated_axial_kernel": {"sigma": 2.0, "tail": 0.5, "cone": 0.8},
+                                      "learned_axial_kernel": taps})
+    assert model_axial_profile(gaussian) is None  # a Gaussian model keeps QC's Gaussian re-degradation
+    assert model_axial_profile(SimpleNamespace(summary={})) is None  # models from before the 2D kernel
+    np.testing.assert_allclose(model_axial_profile(tailed), taps)
