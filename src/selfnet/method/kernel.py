@@ -24,7 +24,7 @@ TAIL_WIDTHS: tuple[float, ...] = (2.5, 5.0)
 CONES: tuple[float, ...] = (0.0, 0.4, 0.8, 1.2, 1.6, 2.4)
 MAX_RADIUS = 32
 BAND = 0.3  # highest z frequency fitted, as a fraction of the raw z sampling rate: above it aliasing bends the ratio
-PARSIMONY = 0.85  # a tail or cone must cut the fit's residual by 15 % over the best Gaussian to be kept
+PARSIMONY = 0.75  # a tail or cone must cut the fit's residual by 25 % over the best Gaussian to be kept
 RING_WIDTH = 2.0  # frequency bins per ring of the free radial factor
 
 

@@ -64,7 +64,7 @@ class TrainingData:
     retention: float          # noise variance kept by that blur
     kernel: AxialKernel = field(default_factory=lambda: AxialKernel(0.0))  # 2D (z, x) where the optics need it
     pre_kernel: torch.Tensor | None = None  # taps of a non-Gaussian ``kernel``, applied before ``degrade``
-    kernel_evidence: float | None = None  # the 2D fit's residual with a tail or cone / without (< 0.85: kept)
+    kernel_evidence: float | None = None  # the 2D fit's residual with a tail or cone / without (< 0.75: kept)
 
     @property
     def physics(self) -> bool:

@@ -68,7 +68,7 @@ def test_fit_keeps_a_gaussian_blur_gaussian() -> None:
     fit = _fit(AxialKernel(2.0))
     assert fit is not None
     fitted, evidence = fit
-    assert fitted.gaussian and evidence > 0.85  # no tail or cone explains clearly more
+    assert fitted.gaussian and evidence > 0.85  # no tail or cone comes near explaining clearly more
     assert fitted.sigma == pytest.approx(2.0, abs=0.5)
 
 

@@ -135,7 +135,8 @@ def test_a_kernel_too_wide_for_the_planes_falls_back_to_the_gaussian(monkeypatch
                                                                      fast_config: TrainConfig) -> None:
     from selfnet.training import loop
 
-    monkeypatch.setattr(loop, "fit_axial_kernel", lambda *a, **k: AxialKernel(2.0, tail=0.5, tail_sigma=10.0, cone=1.0))
+    wide = AxialKernel(2.0, tail=0.5, tail_sigma=10.0, cone=1.0)
+    monkeypatch.setattr(loop, "fit_axial_kernel", lambda *a, **k: (wide, 0.5))
     raw, _ = _stack(4.0, 3.0)
     norm = fit_normalizer(raw, fast_config.norm_percentiles)
     data = prepare_data(norm(raw), 4.0, fast_config, CPU, np.random.default_rng(0))
