@@ -502,6 +502,19 @@ def learned_axial_kernel(g_a: DegradationGenerator, physics: np.ndarray) -> np.n
     return np.convolve(physics, taps[::-1], mode="full")  # conv2d correlates: the PSF is the flipped taps
 
 
+def learned_sigma(g_a: DegradationGenerator) -> float:
+    """Standard deviation (px) of G_A's learned z taps (0 when they sharpen: negative variance)."""
+    k = g_a.taps().detach().flatten().cpu().double()
+    t = torch.arange(len(k), dtype=torch.float64) - len(k) // 2
+    mean = (k * t).sum()
+    return float(((k * (t - mean) ** 2).sum()).clamp(min=0).sqrt())
+
+
+def _physics_sigma(data: TrainingData) -> float:
+    """Width (px) of the built-in blur: the Gaussian's sigma, or a 2D kernel's z-profile sd."""
+    return data.pre_blur if data.pre_kernel is None else profile_sigma(data.physics_profile())
+
+
 def profile_sigma(profile: np.ndarray) -> float:
     """Standard deviation (px) of a 1D profile of unit sum."""
     t = np.arange(len(profile)) - len(profile) // 2
@@ -555,7 +568,7 @@ def train_model(volume: np.ndarray, spacing: tuple[float, float, float], cfg: Tr
         "estimated_axial_sigma_from": data.sigma_source,
         "estimated_axial_kernel": data.kernel.as_dict(),
         "axial_kernel_evidence": None if data.kernel_evidence is None else round(data.kernel_evidence, 3),
-        "learned_axial_sigma_px": round(profile_sigma(learned), 3),
+        "learned_axial_sigma_px": round(math.hypot(_physics_sigma(data), learned_sigma(nets.g_a)), 3),
         "degradation": cfg.degradation if cfg.use_cyclegan else "none",
         "learned_axial_kernel": learned.round(4).tolist(),
         "noise_gain": data.noise.gain,
