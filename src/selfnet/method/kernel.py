@@ -89,14 +89,18 @@ def spectrum2d(patches: np.ndarray) -> np.ndarray:
     return (np.abs(np.fft.rfft2(p * win)) ** 2).mean(axis=0)
 
 
+def centred_grid(taps: np.ndarray, height: int, width: int) -> np.ndarray:
+    """An odd kernel on a (height, width) grid with its centre at the origin (for FFT convolution)."""
+    taps = np.asarray(taps, dtype=np.float64)
+    grid = np.zeros((height, width))
+    grid[:taps.shape[0], :taps.shape[1]] = taps
+    return np.roll(grid, (-(taps.shape[0] // 2), -(taps.shape[1] // 2)), axis=(0, 1))
+
+
 def transfer2(kernel: AxialKernel, size: int) -> np.ndarray:
     """|H|^2 of ``kernel`` on the (size, size // 2 + 1) grid of :func:`spectrum2d`."""
     taps = kernel.taps(min(kernel.radius, size // 2 - 1))
-    r = taps.shape[0] // 2
-    grid = np.zeros((size, size))
-    grid[:2 * r + 1, :2 * r + 1] = taps
-    grid = np.roll(grid, (-r, -r), axis=(0, 1))
-    return np.abs(np.fft.rfft2(grid)) ** 2
+    return np.abs(np.fft.rfft2(centred_grid(taps, size, size))) ** 2
 
 
 def fit_axial_kernel(xy_lr: np.ndarray, axial: np.ndarray, ratio: float, noise_var: float,
@@ -148,15 +152,20 @@ def _candidates(max_sigma: float) -> list[AxialKernel]:
     return out
 
 
-def blur2d(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
-    """Circular 2D convolution of (..., H, W) with a centred odd kernel (via FFT).
+def kernel_spectrum(taps: np.ndarray, height: int, width: int, device: torch.device | None = None) -> torch.Tensor:
+    """rFFT of ``taps`` centred on a (height, width) grid: computed once, applied by :func:`filter2d`."""
+    return torch.fft.rfft2(torch.from_numpy(centred_grid(taps, height, width)).float().to(device))
+
+
+def filter2d(x: torch.Tensor, spectrum: torch.Tensor) -> torch.Tensor:
+    """Circular 2D convolution of (..., H, W) with a kernel given by its :func:`kernel_spectrum`.
 
     Callers keep a frame of at least the kernel radius around what they use, so the wrap-around
     never reaches it.
     """
-    h, w = x.shape[-2:]
-    r, c = taps.shape[0] // 2, taps.shape[1] // 2
-    grid = torch.zeros(h, w, dtype=x.dtype, device=x.device)
-    grid[:taps.shape[0], :taps.shape[1]] = taps.to(x.dtype)
-    grid = torch.roll(grid, (-r, -c), dims=(0, 1))
-    return torch.fft.irfft2(torch.fft.rfft2(x) * torch.fft.rfft2(grid), s=(h, w))
+    return torch.fft.irfft2(torch.fft.rfft2(x) * spectrum, s=x.shape[-2:])
+
+
+def blur2d(x: torch.Tensor, taps: np.ndarray) -> torch.Tensor:
+    """:func:`filter2d` with a centred odd kernel given by its taps."""
+    return filter2d(x, kernel_spectrum(taps, *x.shape[-2:], device=x.device))

@@ -29,6 +29,7 @@ from scipy import ndimage  # noqa: E402
 
 from selfnet._version import __version__  # noqa: E402
 from selfnet.io import Volume, atomic_write, check_output_path  # noqa: E402
+from selfnet.method.kernel import AxialKernel  # noqa: E402
 from selfnet.method.resample import n_iso, upsample_matrix  # noqa: E402
 from selfnet.model import Model  # noqa: E402
 from selfnet.qc.figures import display_range  # noqa: E402
@@ -113,14 +114,11 @@ def model_axial_profile(model: Model | None) -> np.ndarray | None:
     QC re-degrades the restoration with it: a Gaussian of the same width would be far wider in the
     core and miss the tails, and score a faithful restoration as inconsistent.
     """
-    if model is None or not _non_gaussian(model.summary.get("estimated_axial_kernel")):
+    kernel = None if model is None else model.summary.get("estimated_axial_kernel")
+    if not isinstance(kernel, dict) or AxialKernel(**kernel).gaussian:
         return None
     taps = model.summary.get("learned_axial_kernel")
     return np.asarray(taps, dtype=np.float64) if isinstance(taps, list) and len(taps) % 2 == 1 else None
-
-
-def _non_gaussian(kernel: object) -> bool:
-    return isinstance(kernel, dict) and (kernel.get("tail", 0) > 0 or kernel.get("cone", 0) > 0)
 
 
 def _central(n: int, size: int) -> slice:

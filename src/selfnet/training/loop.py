@@ -28,7 +28,13 @@ from selfnet.method.estimate import (
     max_axial_sigma,
     noise_retention,
 )
-from selfnet.method.kernel import AxialKernel, blur2d, fit_axial_kernel
+from selfnet.method.kernel import (
+    AxialKernel,
+    blur2d,
+    filter2d,
+    fit_axial_kernel,
+    kernel_spectrum,
+)
 from selfnet.method.losses import charbonnier, lsgan, restoration_loss
 from selfnet.method.nets import DegradationGenerator, PatchDiscriminator, ResNet2d
 from selfnet.method.normalize import Normalizer, fit_normalizer
@@ -63,7 +69,7 @@ class TrainingData:
     sigma_source: str         # "spectra" (patch spectra) or "qc" (whole-stack resolution estimate)
     retention: float          # noise variance kept by that blur
     kernel: AxialKernel = field(default_factory=lambda: AxialKernel(0.0))  # 2D (z, x) where the optics need it
-    pre_kernel: torch.Tensor | None = None  # taps of a non-Gaussian ``kernel``, applied before ``degrade``
+    pre_kernel: torch.Tensor | None = None  # a non-Gaussian ``kernel``'s rFFT over a full patch, applied before ``degrade``
     kernel_evidence: float | None = None  # the 2D fit's residual with a tail or cone / without (< 0.75: kept)
 
     @property
@@ -127,7 +133,7 @@ def prepare_data(norm_volume: np.ndarray, ratio: float, cfg: TrainConfig, device
     full = size + 2 * margin
     built_in = cfg.use_cyclegan and cfg.degradation != "unconstrained"
     pre_blur = kernel.sigma if built_in and kernel.gaussian else 0.0
-    pre_kernel = torch.from_numpy(kernel.taps()).float().to(device) if built_in and not kernel.gaussian else None
+    pre_kernel = kernel_spectrum(kernel.taps(), full, full, device) if built_in and not kernel.gaussian else None
     kept = kernel if cfg.use_cyclegan else AxialKernel(0.0)
     return TrainingData(
         xy=torch.from_numpy(xy).unsqueeze(1).to(device),
@@ -173,10 +179,9 @@ def kernel_retention(size: int, step: float, kernel: AxialKernel) -> float:
         return noise_retention(size, step, kernel.sigma)
     noise = torch.from_numpy(np.random.default_rng(1).normal(size=(16, size, size)).astype(np.float32))
     sampling = torch.from_numpy(degrade_matrix(size, step))
-    taps = torch.from_numpy(kernel.taps()).float()
     r = max(kernel.radius, 1)
     plain = (sampling @ noise)[:, r:-r, r:-r]
-    blurred = (sampling @ blur2d(noise, taps))[:, r:-r, r:-r]
+    blurred = (sampling @ blur2d(noise, kernel.taps()))[:, r:-r, r:-r]
     return float(blurred.var() / plain.var())
 
 
@@ -296,7 +301,7 @@ def batches(data: TrainingData, batch_size: int, gen: torch.Generator, alpha: fl
 
 def _physics(data: TrainingData, xy_full: torch.Tensor) -> torch.Tensor:
     """XY patches through the estimated non-Gaussian blur (a Gaussian one is part of ``degrade``)."""
-    return xy_full if data.pre_kernel is None else blur2d(xy_full, data.pre_kernel)
+    return xy_full if data.pre_kernel is None else filter2d(xy_full, data.pre_kernel)
 
 
 @dataclass
@@ -504,10 +509,7 @@ def learned_axial_kernel(g_a: DegradationGenerator, physics: np.ndarray) -> np.n
 
 def learned_sigma(g_a: DegradationGenerator) -> float:
     """Standard deviation (px) of G_A's learned z taps (0 when they sharpen: negative variance)."""
-    k = g_a.taps().detach().flatten().cpu().double()
-    t = torch.arange(len(k), dtype=torch.float64) - len(k) // 2
-    mean = (k * t).sum()
-    return float(((k * (t - mean) ** 2).sum()).clamp(min=0).sqrt())
+    return profile_sigma(g_a.taps().detach().flatten().cpu().double().numpy())
 
 
 def _physics_sigma(data: TrainingData) -> float:
@@ -516,7 +518,7 @@ def _physics_sigma(data: TrainingData) -> float:
 
 
 def profile_sigma(profile: np.ndarray) -> float:
-    """Standard deviation (px) of a 1D profile of unit sum."""
+    """Standard deviation (px) of a centred 1D profile of unit sum (0 for a negative variance)."""
     t = np.arange(len(profile)) - len(profile) // 2
     mean = float((profile * t).sum())
     return float(math.sqrt(max(float((profile * (t - mean) ** 2).sum()), 0.0)))
