@@ -19,8 +19,8 @@ import torch
 
 from selfnet.method.resample import degrade_matrix
 
-TAILS: tuple[float, ...] = (0.0, 0.15, 0.3, 0.5, 0.7)
-TAIL_WIDTHS: tuple[float, ...] = (2.5, 5.0)
+TAILS: tuple[float, ...] = (0.0, 0.15, 0.3, 0.5, 0.7, 0.85)
+TAIL_WIDTHS: tuple[float, ...] = (2.5, 5.0, 8.0)  # times the core; a wide-field PSF sends most light far (0.85, 8)
 CONES: tuple[float, ...] = (0.0, 0.4, 0.8, 1.2, 1.6, 2.4)
 MAX_RADIUS = 32
 BAND = 0.3  # highest z frequency fitted, as a fraction of the raw z sampling rate: above it aliasing bends the ratio

@@ -111,7 +111,7 @@ def test_spectral_estimate_says_when_it_cannot_tell() -> None:
 
 def test_wide_field_optics_get_a_cone_of_out_of_focus_light() -> None:
     """A diffraction-model wide-field PSF spreads out-of-focus light into a cone: the fitted kernel
-    has one (and a broad z tail), and the training frame is wide enough for it."""
+    has one (and a broad z tail carrying most of the light), and the training frame is wide enough for it."""
     pytest.importorskip("psfmodels", reason="diffraction PSFs need the phantoms extra: pip install 'selfnet[phantoms]'")
     from selfnet.phantoms.optics import make_optics_phantom
 
@@ -119,7 +119,7 @@ def test_wide_field_optics_get_a_cone_of_out_of_focus_light() -> None:
     norm = fit_normalizer(ph.raw, (0.1, 99.99))
     data = prepare_data(norm(ph.raw), 4.0, TrainConfig(), CPU, np.random.default_rng(0))
     assert not data.kernel.gaussian and data.pre_kernel is not None
-    assert data.kernel.cone > 0 and data.kernel.tail > 0
+    assert data.kernel.cone > 0 and data.kernel.tail > 0.5  # most of a wide-field PSF's light is out of focus
     assert data.margin >= data.kernel.radius + 8  # the kernel and the z-sampling see no wrap-around
     assert data.physics_profile().sum() == pytest.approx(1.0)
 
