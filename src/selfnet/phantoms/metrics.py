@@ -111,7 +111,10 @@ def banding(volume: np.ndarray, truth: np.ndarray, ratio: float, *, background: 
     Output plane ``j`` sits at phase ``(j / ratio) mod 1`` between raw planes; a restoration whose
     noise depends on that phase shows stripes with the z-step period in XZ/YZ views. Background
     voxels are those where ``truth`` is below ``background`` times its maximum (after an affine fit).
+    At ``ratio <= 1`` every output plane is a raw plane: one phase, so no banding (0).
     """
+    if ratio <= 1.0:
+        return 0.0
     fitted = affine_fit(volume, truth)
     mask = truth < background * float(truth.max())
     bins = max(2, int(round(ratio)))

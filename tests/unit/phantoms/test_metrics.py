@@ -54,6 +54,7 @@ def test_banding_sees_phase_dependent_noise() -> None:
     striped = truth + rng.normal(0, 1, SHAPE).astype(np.float32) * (1 + (np.arange(64) % 4 == 0))[:, None, None]
     assert banding(even, truth, 4.0) < 0.1
     assert banding(striped, truth, 4.0) > 0.5
+    assert banding(striped, truth, 1.0) == 0.0  # dz = dx: every plane is a raw plane, there are no phases
 
 
 def test_global_z_shift_by_correlation() -> None:
