@@ -5,7 +5,8 @@ and a wide-field PSF spreads out-of-focus light into a cone (its haze), so the b
 grows along x with the distance from focus. :class:`AxialKernel` is a small family covering these
 (a Gaussian core, a broad z tail and a cone), and :func:`fit_axial_kernel` picks the member whose
 2D transfer function best explains the ratio of the real axial to the XY_lr power spectra.
-numpy for the fit; :func:`blur2d` applies a kernel to torch batches.
+numpy for the fit; :func:`blur2d` applies a kernel to torch batches, and :func:`kernel_retention`
+says how much of the z-sampled noise it keeps (which bounds the recorrupted pairs' alpha).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from selfnet.method.estimate import noise_retention
 from selfnet.method.resample import degrade_matrix
 
 TAILS: tuple[float, ...] = (0.0, 0.15, 0.3, 0.5, 0.7, 0.85)
@@ -169,3 +171,15 @@ def filter2d(x: torch.Tensor, spectrum: torch.Tensor) -> torch.Tensor:
 def blur2d(x: torch.Tensor, taps: np.ndarray) -> torch.Tensor:
     """:func:`filter2d` with a centred odd kernel given by its taps."""
     return filter2d(x, kernel_spectrum(taps, *x.shape[-2:], device=x.device))
+
+
+def kernel_retention(size: int, step: float, kernel: AxialKernel) -> float:
+    """Fraction of z-sampled noise variance that survives ``kernel`` before the sampling."""
+    if kernel.gaussian:
+        return noise_retention(size, step, kernel.sigma)
+    noise = torch.from_numpy(np.random.default_rng(1).normal(size=(16, size, size)).astype(np.float32))
+    sampling = torch.from_numpy(degrade_matrix(size, step))
+    r = max(kernel.radius, 1)
+    plain = (sampling @ noise)[:, r:-r, r:-r]
+    blurred = (sampling @ blur2d(noise, kernel.taps()))[:, r:-r, r:-r]
+    return float(blurred.var() / plain.var())

@@ -26,13 +26,12 @@ from selfnet.method.estimate import (
     estimate_axial_blur,
     estimate_noise,
     max_axial_sigma,
-    noise_retention,
 )
 from selfnet.method.kernel import (
     AxialKernel,
-    blur2d,
     filter2d,
     fit_axial_kernel,
+    kernel_retention,
     kernel_spectrum,
 )
 from selfnet.method.losses import charbonnier, lsgan, restoration_loss
@@ -171,18 +170,6 @@ def _estimate_kernel(norm_volume: np.ndarray, iso: np.ndarray, xy_lr: np.ndarray
     if fitted.gaussian or _margin(step, fitted) > (min(norm_volume.shape[1:]) - 16) // 2:
         fitted = AxialKernel(sigma)
     return fitted, "spectra", evidence
-
-
-def kernel_retention(size: int, step: float, kernel: AxialKernel) -> float:
-    """Fraction of z-sampled noise variance that survives ``kernel`` before the sampling."""
-    if kernel.gaussian:
-        return noise_retention(size, step, kernel.sigma)
-    noise = torch.from_numpy(np.random.default_rng(1).normal(size=(16, size, size)).astype(np.float32))
-    sampling = torch.from_numpy(degrade_matrix(size, step))
-    r = max(kernel.radius, 1)
-    plain = (sampling @ noise)[:, r:-r, r:-r]
-    blurred = (sampling @ blur2d(noise, kernel.taps()))[:, r:-r, r:-r]
-    return float(blurred.var() / plain.var())
 
 
 def resolution_axial_sigma(norm_volume: np.ndarray, ratio: float) -> float:

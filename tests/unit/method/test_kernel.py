@@ -9,7 +9,13 @@ import torch
 from scipy import ndimage
 from torch.nn import functional as F
 
-from selfnet.method.kernel import AxialKernel, blur2d, fit_axial_kernel
+from selfnet.method.estimate import noise_retention
+from selfnet.method.kernel import (
+    AxialKernel,
+    blur2d,
+    fit_axial_kernel,
+    kernel_retention,
+)
 from selfnet.method.resample import degrade_matrix
 
 
@@ -83,3 +89,10 @@ def test_blur2d_matches_a_direct_convolution_away_from_the_edges() -> None:
     r = taps.shape[0] // 2
     direct = F.conv2d(x, taps.flip(0, 1).view(1, 1, *taps.shape))
     assert torch.allclose(blur2d(x, taps.numpy())[..., r:-r, r:-r], direct, atol=1e-5)
+
+
+def test_kernel_retention_follows_the_kernel() -> None:
+    """A Gaussian keeps what the 1D estimate says; a tail and cone on the same core keep less noise."""
+    assert kernel_retention(96, 4.0, AxialKernel(2.0)) == noise_retention(96, 4.0, 2.0)
+    hazy = kernel_retention(96, 4.0, AxialKernel(2.0, tail=0.5, tail_sigma=8.0, cone=1.0))
+    assert 0.0 < hazy < noise_retention(96, 4.0, 2.0) < 1.0
