@@ -49,6 +49,7 @@ N_PHASES = 8
 FIT_SIZE = 128  # patch size (px) the 2D blur fit reads
 FIT_POOL = 256  # patches of each kind it reads
 FIT_STREAM = 18  # its random stream, apart from the training pools'
+MIN_PATCH = 16  # smallest training patch (px)
 _EPS = 1e-6
 
 
@@ -87,10 +88,10 @@ def choose_patch_size(requested: int, n_z_iso: int, ny: int, nx: int, margin: in
     """Largest multiple of 8 <= requested that fits the axial extent and XY planes with margin."""
     fit = min(requested, n_z_iso, ny - 2 * margin, nx - 2 * margin)
     size = (fit // 8) * 8
-    if size < 16:
+    if size < MIN_PATCH:
         raise InputError(
             f"stack too small to train on: {n_z_iso} isotropic planes and {ny}x{nx} pixels "
-            f"(need at least 16 isotropic planes and {16 + 2 * margin} pixels in x and y)")
+            f"(need at least {MIN_PATCH} isotropic planes and {MIN_PATCH + 2 * margin} pixels in x and y)")
     return size
 
 
@@ -167,7 +168,7 @@ def _estimate_kernel(norm_volume: np.ndarray, iso: np.ndarray, xy_lr: np.ndarray
     if fit is None:
         return AxialKernel(sigma), "spectra", None
     fitted, evidence = fit
-    if fitted.gaussian or _margin(step, fitted) > (min(norm_volume.shape[1:]) - 16) // 2:
+    if fitted.gaussian or _margin(step, fitted) > (min(norm_volume.shape[1:]) - MIN_PATCH) // 2:
         fitted = AxialKernel(sigma)
     return fitted, "spectra", evidence
 
