@@ -84,6 +84,13 @@ def _gauss(t: np.ndarray, sigma: float) -> np.ndarray:
     return g / g.sum()
 
 
+def profile_sigma(profile: np.ndarray) -> float:
+    """Standard deviation (px) of a centred 1D profile of unit sum (0 for a negative variance)."""
+    t = np.arange(len(profile)) - len(profile) // 2
+    mean = float((profile * t).sum())
+    return float(math.sqrt(max(float((profile * (t - mean) ** 2).sum()), 0.0)))
+
+
 def spectrum2d(patches: np.ndarray) -> np.ndarray:
     """Mean 2D power spectrum (rows: full FFT, columns: rFFT) of Hann-windowed, mean-free patches."""
     p = patches - patches.mean(axis=(-2, -1), keepdims=True)

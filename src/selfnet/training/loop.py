@@ -33,6 +33,7 @@ from selfnet.method.kernel import (
     fit_axial_kernel,
     kernel_retention,
     kernel_spectrum,
+    profile_sigma,
 )
 from selfnet.method.losses import charbonnier, lsgan, restoration_loss
 from selfnet.method.nets import DegradationGenerator, PatchDiscriminator, ResNet2d
@@ -503,13 +504,6 @@ def learned_sigma(g_a: DegradationGenerator) -> float:
 def _physics_sigma(data: TrainingData) -> float:
     """Width (px) of the built-in blur: the Gaussian's sigma, or a 2D kernel's z-profile sd."""
     return data.pre_blur if data.pre_kernel is None else profile_sigma(data.physics_profile())
-
-
-def profile_sigma(profile: np.ndarray) -> float:
-    """Standard deviation (px) of a centred 1D profile of unit sum (0 for a negative variance)."""
-    t = np.arange(len(profile)) - len(profile) // 2
-    mean = float((profile * t).sum())
-    return float(math.sqrt(max(float((profile * (t - mean) ** 2).sum()), 0.0)))
 
 
 def train_model(volume: np.ndarray, spacing: tuple[float, float, float], cfg: TrainConfig,

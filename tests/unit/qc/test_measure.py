@@ -116,13 +116,12 @@ def test_consistency_with_a_tailed_blur_needs_its_profile():
     """Raw planes blurred with a tailed z profile are consistent with the restoration only when QC
     re-degrades with that profile, not with a Gaussian of the same sd (what a model with a fitted
     tail or cone hands to QC)."""
-    from selfnet.method.kernel import AxialKernel
+    from selfnet.method.kernel import AxialKernel, profile_sigma
 
     truth = ndimage.gaussian_filter(np.random.default_rng(3).random((64, 32, 32)), 1.5).astype(np.float32)
     profile = AxialKernel(1.5, tail=0.5, tail_sigma=7.5).profile()
     raw = redegrade(truth, 4.0, 0.0, profile=profile) + np.random.default_rng(4).normal(0, 1e-4, (16, 32, 32))
-    t = np.arange(len(profile)) - len(profile) // 2
-    sd = float(np.sqrt((profile * t**2).sum()))
+    sd = profile_sigma(profile)
     with_profile = consistency(raw.astype(np.float32), truth, 4.0, sd, profile=profile)
     gaussian = consistency(raw.astype(np.float32), truth, 4.0, sd)
     assert with_profile.psnr_db > gaussian.psnr_db + 10
