@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from selfnet.errors import InputError
-from selfnet.io import Volume, read_volume
+from selfnet.io.series import SeriesLayout, probe_series, series_volume
 
 LayerData = tuple[Any, dict[str, Any], str]
 ReaderFn = Callable[[str | Sequence[str]], list[LayerData]]
@@ -47,43 +47,34 @@ def _readable(path: str | Path) -> bool:
     if not str(path).lower().endswith(SUFFIXES):
         return False
     try:
-        _read_one(Path(path), 0, 0, _axes_hint(Path(path)))
+        _probe(Path(path))
     except Exception:  # noqa: BLE001 - a reader that cannot read says None (codec, zarr and OS errors alike)
         return False
     return True
 
 
 def read_stack(path: str | Path) -> Stack:
-    """All channels and time points of a file (the one place to switch to a hyperstack reader)."""
+    """All channels and time points of a file, lazily, through the series layout the CLI and API use."""
     path = Path(path)
-    axes_hint = _axes_hint(path)
-    first, overrides = _read_one(path, 0, 0, axes_hint)
-    axes, shape = first.metadata["original_axes"], first.metadata["original_shape"]
-    n_t = shape[axes.index("T")] if "T" in axes else 1
-    n_c = shape[axes.index("C")] if "C" in axes else 1
-    channels = []
-    for c in range(n_c):
-        frames = [first.data if (c, t) == (0, 0) else _read_one(path, c, t, axes_hint, overrides)[0].data
-                  for t in range(n_t)]
-        channels.append(frames[0] if n_t == 1 else _lazy_stack(frames))
-    meta = {k: first.metadata[k] for k in ("source_format", "original_axes", "spacing_source", "display")
-            if k in first.metadata}
-    return Stack(channels, first.spacing, n_t, not any(v is not None for v in overrides), meta)
+    layout, calibrated = _probe(path)
+    volumes = [[series_volume(layout, t, c) for t in range(layout.n_t)] for c in range(layout.n_c)]
+    first = volumes[0][0].metadata
+    meta = {k: first[k] for k in ("source_format", "original_axes", "spacing_source", "display") if k in first}
+    channels = [frames[0].data if layout.n_t == 1 else _lazy_stack([f.data for f in frames]) for frames in volumes]
+    return Stack(channels, layout.spacing, layout.n_t, calibrated, meta)
 
 
-def _read_one(path: Path, channel: int, timepoint: int, axes: str | None,
-              overrides: tuple[float | None, float | None] = (None, None)) -> tuple[Volume, tuple[float | None, ...]]:
-    """One ZYX stack, lazily; a file without voxel sizes is read at 1 µm (then ``overrides`` says so)."""
-    lateral, axial = overrides
+def _probe(path: Path) -> tuple[SeriesLayout, bool]:
+    """The file's layout, and whether it carries its voxel size (a file without one is read at 1 µm)."""
+    axes = _axes_hint(path)
     try:
-        vol = read_volume(path, channel=channel, timepoint=timepoint, axes=axes, lateral_um=lateral,
-                          axial_um=axial, lazy=True)
+        return probe_series(path, axes=axes), True
     except InputError as err:
         missing = next((v for k, v in _MISSING_SIZES.items() if str(err).startswith(k)), None)
-        if missing is None or overrides != (None, None):
+        if missing is None:
             raise
-        return _read_one(path, channel, timepoint, axes, missing)
-    return vol, (lateral, axial)
+    lateral, axial = missing
+    return probe_series(path, axes=axes, lateral_um=lateral, axial_um=axial), False
 
 
 def _axes_hint(path: Path) -> str | None:
