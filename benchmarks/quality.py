@@ -20,6 +20,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import tifffile
 import torch
 from skimage.restoration import richardson_lucy
 
@@ -37,7 +38,12 @@ from selfnet.phantoms.metrics import (
     score,
     z_shift,
 )
-from selfnet.phantoms.optics import axial_profile, diffraction_psf, make_optics_phantom
+from selfnet.phantoms.optics import (
+    DX_UM,
+    axial_profile,
+    diffraction_psf,
+    make_optics_phantom,
+)
 from selfnet.phantoms.supervised import train_supervised
 from selfnet.phantoms.synthetic import Phantom, make_phantom
 from selfnet.qc.figures import save_panels
@@ -198,7 +204,9 @@ def paired_axial_patches(a: np.ndarray, b: np.ndarray, count: int, size: int,
 
 
 METHODS = ("linear", "cubic", "rl", "oracle", "published", "default", "no-cyclegan", "feedback", "no-r2r",
-           "physics-only", "unconstrained")
+           "physics-only", "unconstrained", "psf", "psf-bead")
+BEAD_PHOTONS = 2000.0  # peak photons of the simulated bead measurement ("psf-bead")
+BEAD_BACKGROUND = 20.0
 
 
 def run_case(case: Case, minutes: float, seed: int, out: Path,
@@ -229,12 +237,32 @@ def run_case(case: Case, minutes: float, seed: int, out: Path,
                                   selfnet_method(ph, ours(degradation="physics"))[0])],
         "unconstrained": lambda: [("baseline: paper's unconstrained CycleGAN",
                                    selfnet_method(ph, ours(degradation="unconstrained"))[0])],
+        "psf": lambda: ([("selfnet --psf (the simulation's own PSF)",
+                          selfnet_method(ph, ours(psf=str(psf_file(case, out, seed, bead=False))))[0])]
+                        if case.optics != "gaussian" else []),
+        "psf-bead": lambda: ([(f"selfnet --psf (one bead, {BEAD_PHOTONS:g} photons)",
+                               selfnet_method(ph, ours(psf=str(psf_file(case, out, seed, bead=True))))[0])]
+                             if case.optics != "gaussian" else []),
     }
     results = [row for name in METHODS if name in methods for row in runs[name]()]
     if "default" in methods:
         optics = "" if case.optics == "gaussian" else f"_{case.optics}"
         save_case_figure(out / f"{case.kind}{optics}_k{case.k:g}_ph{case.photons:g}_seed{seed}.png", ph, results)
     return ph, results
+
+
+def psf_file(case: Case, out: Path, seed: int, *, bead: bool) -> Path:
+    """The case's diffraction PSF as a calibrated TIFF; ``bead``: as one noisy bead image a user would record."""
+    psf = diffraction_psf(case.optics).astype(np.float64)
+    name = f"psf_{case.optics}.tif"
+    if bead:
+        rng = np.random.default_rng(1000 + seed)
+        psf = rng.poisson(psf / psf.max() * BEAD_PHOTONS + BEAD_BACKGROUND).astype(np.float64)
+        name = f"psf_{case.optics}_bead{seed}.tif"
+    path = out / name
+    tifffile.imwrite(path, psf.astype(np.float32), imagej=True, resolution=(1 / DX_UM, 1 / DX_UM),
+                     metadata={"spacing": DX_UM, "unit": "um", "axes": "ZYX"})
+    return path
 
 
 def fwhm_1d(profile: np.ndarray) -> float:

@@ -59,6 +59,7 @@ ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupt
 PyramidOpt = Annotated[bool, typer.Option("--pyramid", help="Add 2x down-sampled levels to an OME-Zarr output, for viewers.")]
 LevelOpt = Annotated[int, typer.Option("--level", help="Multiscale level of an OME-Zarr input (0 = full resolution).")]
 NgffOpt = Annotated[str, typer.Option("--ngff", help="OME-Zarr output version: 0.4 (zarr v2) or 0.5 (zarr v3).")]
+PsfOpt = Annotated[Optional[Path], typer.Option("--psf", help="A measured (beads) or computed PSF (TIFF, OME-TIFF or .npy with its voxel size): its axial blur replaces the one estimated from the stack. Helps where the optics are not Gaussian (confocal tails, wide-field haze, spherical aberration).")]
 LateralFwhmOpt = Annotated[Optional[float], typer.Option("--lateral-fwhm", help="Lateral resolution of the optics (FWHM, µm, e.g. 0.51 x wavelength / NA) if known: QC then measures only the axial blur. Recommended for filament-like samples (neurites, microtubules).")]
 
 
@@ -90,6 +91,11 @@ def _read(lateral_um: float | None, axial_um: float | None, timepoint: int | Non
 def _cluster(workers: int | None, scheduler: str | None, ca_file: Path | None, cert: Path | None,
              key: Path | None) -> ClusterSpec:
     return ClusterSpec.make(workers=workers, scheduler=scheduler, tls_ca_file=ca_file, tls_cert=cert, tls_key=key)
+
+
+def _psf(path: Path | None) -> str | None:
+    """The PSF path as the config stores it (absolute, so that a saved model says which file it was)."""
+    return None if path is None else str(path.expanduser().absolute())
 
 
 def _progress(quiet: bool) -> bool:
@@ -132,6 +138,7 @@ def run(
     no_report: Annotated[bool, typer.Option("--no-report", help="Do not write the HTML QC report OUTPUT.report.html.")] = False,
     axes: AxesOpt = None, lateral_fwhm: LateralFwhmOpt = None, channels: ChannelsOpt = None,
     timepoints: TimepointsOpt = None, train_timepoints: TrainTimesOpt = None, shared_model: SharedOpt = False,
+    psf: PsfOpt = None,
 ) -> None:
     """Learn from INPUT itself and write its isotropic restoration to OUTPUT (plus an HTML QC report).
 
@@ -144,7 +151,7 @@ def run(
                          cluster=_cluster(workers, scheduler, tls_ca_file, tls_cert, tls_key), config=config, device=device,
                          save_model=save_model, report=not no_report, lateral_fwhm=lateral_fwhm,
                          progress=_progress(quiet), cancel=_CANCEL, max_minutes=max_minutes, epochs=epochs, seed=seed,
-                         series=_series(channels, timepoints, train_timepoints, shared_model))
+                         psf=_psf(psf), series=_series(channels, timepoints, train_timepoints, shared_model))
     typer.echo(_restored_line(result.restored, result.train_seconds), err=True)
     if result.report is not None and isinstance(result.qc, list):
         typer.echo(f"selfnet: wrote report {result.report} (one section per channel)", err=True)
@@ -163,7 +170,7 @@ def train(
     max_minutes: MinutesOpt = None, epochs: EpochsOpt = None, device: DeviceOpt = "auto", seed: SeedOpt = None,
     config: ConfigOpt = None, overwrite: OverwriteOpt = False, quiet: QuietOpt = False, level: LevelOpt = 0,
     resume: TrainResumeOpt = False, axes: AxesOpt = None, channels: ChannelsOpt = None,
-    train_timepoints: TrainTimesOpt = None, shared_model: SharedOpt = False,
+    train_timepoints: TrainTimesOpt = None, shared_model: SharedOpt = False, psf: PsfOpt = None,
 ) -> None:
     """Train a model on INPUT and save it, to restore this and similar stacks later.
 
@@ -172,7 +179,7 @@ def train(
     with _stops_cleanly():
         model = api.train(input, output=output, read=_read(lateral_um, axial_um, timepoint, channel, axes, level),
                           config=config, device=device, overwrite=overwrite, resume=resume, progress=_progress(quiet),
-                          cancel=_CANCEL, max_minutes=max_minutes, epochs=epochs, seed=seed,
+                          cancel=_CANCEL, max_minutes=max_minutes, epochs=epochs, seed=seed, psf=_psf(psf),
                           series=_series(channels, None, train_timepoints, shared_model))
     models = getattr(model, "models", [model])
     seconds = sum(float(m.summary.get("prepare_s", 0)) + float(m.summary.get("train_s", 0)) for m in models)

@@ -21,7 +21,7 @@ from pydantic import (
 
 from selfnet.errors import ConfigError
 
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2  # 2: ``psf``
 
 
 class NetConfig(BaseModel):
@@ -88,6 +88,9 @@ class TrainConfig(BaseModel):
         "how G_A is made: 'learned' = CycleGAN steps starting from the stack's own blur and noise "
         "estimates (default); 'physics' = those estimates alone, no CycleGAN steps; 'unconstrained' = "
         "the paper's CycleGAN with no physics pre-blur and no penalty on G_A's CNN (a baseline)"))
+    psf: str | None = Field(None, description=(
+        "a measured (beads) or computed PSF file (TIFF, OME-TIFF or .npy, Z Y X, with its voxel size) that "
+        "gives the axial blur G_A starts from, instead of fitting it to the stack's spectra"))
     seed: int = Field(0, ge=0, le=2**32 - 1)
 
     @field_validator("version")

@@ -55,6 +55,16 @@ def test_restore_widget_adds_an_isotropic_layer(viewer, qtbot, tiny_phantom, fas
     assert "→" in widget.qc.value and widget.status.value.startswith("done")
 
 
+def test_restore_widget_trains_with_a_chosen_psf(viewer, tiny_phantom, fast_options, tmp_path):
+    viewer.add_image(tiny_phantom.raw, name="raw", scale=tiny_phantom.spacing_raw)
+    widget = _restore_widget(viewer, fast_options)
+    assert "psf" not in widget.request().options
+    widget.psf.value = tmp_path / "psf.tif"
+    assert widget.request().options["psf"] == str(tmp_path / "psf.tif")
+    widget.mode.value = "apply a saved model"
+    assert not widget.psf.visible and widget.model.visible
+
+
 def test_cancel_leaves_nothing_half_done(viewer, qtbot, tiny_phantom, fast_options, tmp_path):
     viewer.add_image(tiny_phantom.raw, name="raw", scale=tiny_phantom.spacing_raw)
     model = tmp_path / "model.pt"

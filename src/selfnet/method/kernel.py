@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -28,6 +30,22 @@ MAX_RADIUS = 32
 BAND = 0.3  # highest z frequency fitted, as a fraction of the raw z sampling rate: above it aliasing bends the ratio
 PARSIMONY = 0.75  # a tail or cone must cut the fit's residual by 25 % over the best Gaussian to be kept
 RING_WIDTH = 2.0  # frequency bins per ring of the free radial factor
+
+
+class Kernel2D(Protocol):
+    """What training needs of an axial kernel: fitted (:class:`AxialKernel`) or from a PSF file."""
+
+    sigma: float
+
+    @property
+    def gaussian(self) -> bool: ...
+
+    @property
+    def radius(self) -> int: ...
+
+    def taps(self, radius: int | None = None) -> np.ndarray: ...
+
+    def profile(self) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -106,7 +124,7 @@ def centred_grid(taps: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.roll(grid, (-(taps.shape[0] // 2), -(taps.shape[1] // 2)), axis=(0, 1))
 
 
-def transfer2(kernel: AxialKernel, size: int) -> np.ndarray:
+def transfer2(kernel: Kernel2D, size: int) -> np.ndarray:
     """|H|^2 of ``kernel`` on the (size, size // 2 + 1) grid of :func:`spectrum2d`."""
     taps = kernel.taps(min(kernel.radius, size // 2 - 1))
     return np.abs(np.fft.rfft2(centred_grid(taps, size, size))) ** 2
@@ -116,15 +134,34 @@ def fit_axial_kernel(xy_lr: np.ndarray, axial: np.ndarray, ratio: float, noise_v
                      max_sigma: float) -> tuple[AxialKernel, float] | None:
     """Member of the :class:`AxialKernel` family whose |H|^2 best matches the axial / XY_lr spectra.
 
-    Frequencies well below the raw z Nyquist frequency (:data:`BAND`) with signal above the noise
-    floor (fainter ones bend the fit towards tails wherever the floor is a little off), over both axes, so that how the z blur changes with lateral frequency (a cone)
-    shows. An XY slice is a thicker optical section than an axial one, which changes its spectrum
-    by a factor of the frequency's magnitude alone (isotropic objects), so the fit leaves a free
-    factor per ring of ``|f|`` and judges a kernel by the direction dependence it explains.
-    Weighted least squares in log power, by grid search (deterministic, no local minima); a tail
-    or cone is kept only where it explains clearly more than a Gaussian (:data:`PARSIMONY`).
+    A tail or cone is kept only where it explains clearly more than a Gaussian (:data:`PARSIMONY`).
     Returns the kernel and that evidence (best tail/cone residual over best Gaussian residual), or
-    None when the patches hold too little signal.
+    None when the patches hold too little signal (see :func:`spectral_cost`).
+    """
+    cost = spectral_cost(xy_lr, axial, ratio, noise_var)
+    if cost is None:
+        return None
+    best: dict[bool, tuple[float, AxialKernel]] = {}
+    for kernel in _candidates(max_sigma):
+        value = cost(kernel)
+        if kernel.gaussian not in best or value < best[kernel.gaussian][0]:
+            best[kernel.gaussian] = (value, kernel)
+    gaussian, richer = best[True], best[False]
+    evidence = richer[0] / max(gaussian[0], 1e-12)
+    return (richer[1] if evidence < PARSIMONY else gaussian[1]), evidence
+
+
+def spectral_cost(xy_lr: np.ndarray, axial: np.ndarray, ratio: float,
+                  noise_var: float) -> Callable[[Kernel2D], float] | None:
+    """How badly a kernel's |H|^2 explains the ratio of the real axial to the XY_lr power spectra.
+
+    Frequencies well below the raw z Nyquist frequency (:data:`BAND`) with signal above the noise
+    floor (fainter ones bend the fit towards tails wherever the floor is a little off), over both
+    axes, so that how the z blur changes with lateral frequency (a cone) shows. An XY slice is a
+    thicker optical section than an axial one, which changes its spectrum by a factor of the
+    frequency's magnitude alone (isotropic objects), so the cost leaves a free factor per ring of
+    ``|f|`` and judges a kernel by the direction dependence it explains: weighted least squares in
+    log power. None when the patches hold too little signal.
     """
     size = xy_lr.shape[-2]
     white = np.random.default_rng(0).normal(0.0, math.sqrt(noise_var), (64, size, size)).astype(np.float32)
@@ -138,16 +175,14 @@ def fit_axial_kernel(xy_lr: np.ndarray, axial: np.ndarray, ratio: float, noise_v
     weight = np.sqrt(np.clip(np.minimum(sig_l[usable], sig_a[usable]) / floor[usable], 0.1, 10.0))
     fx = np.fft.rfftfreq(size)[None, :]
     ring = np.round(np.hypot(fz, fx)[usable] * size / RING_WIDTH).astype(np.int64)
-    best: dict[bool, tuple[float, AxialKernel]] = {}
-    for kernel in _candidates(max_sigma):
+    ring_weight = np.maximum(np.bincount(ring, weight), 1e-12)
+
+    def cost(kernel: Kernel2D) -> float:
         resid = ratio_log - np.log(np.maximum(transfer2(kernel, size)[usable], 1e-12))
-        resid -= (np.bincount(ring, weight * resid) / np.maximum(np.bincount(ring, weight), 1e-12))[ring]
-        cost = float(np.average(resid**2, weights=weight))
-        if kernel.gaussian not in best or cost < best[kernel.gaussian][0]:
-            best[kernel.gaussian] = (cost, kernel)
-    gaussian, richer = best[True], best[False]
-    evidence = richer[0] / max(gaussian[0], 1e-12)
-    return (richer[1] if evidence < PARSIMONY else gaussian[1]), evidence
+        resid -= (np.bincount(ring, weight * resid) / ring_weight)[ring]
+        return float(np.average(resid**2, weights=weight))
+
+    return cost
 
 
 def _candidates(max_sigma: float) -> list[AxialKernel]:
@@ -180,7 +215,7 @@ def blur2d(x: torch.Tensor, taps: np.ndarray) -> torch.Tensor:
     return filter2d(x, kernel_spectrum(taps, *x.shape[-2:], device=x.device))
 
 
-def kernel_retention(size: int, step: float, kernel: AxialKernel) -> float:
+def kernel_retention(size: int, step: float, kernel: Kernel2D) -> float:
     """Fraction of z-sampled noise variance that survives ``kernel`` before the sampling."""
     if kernel.gaussian:
         return noise_retention(size, step, kernel.sigma)

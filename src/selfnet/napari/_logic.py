@@ -192,6 +192,12 @@ def optional_path(value: Any) -> Path | None:
     return Path(text).expanduser() if text not in ("", ".") else None
 
 
+def psf_option(value: Any) -> dict[str, str]:
+    """The training option for a PSF file chosen in the widget (none when the field is empty)."""
+    path = optional_path(value)
+    return {} if path is None else {"psf": str(path.absolute())}
+
+
 def progress_text(event: api.ProgressEvent) -> str:
     """``training stage 1 (CycleGAN): 12 / 50`` and the like; just the stage when it has no steps."""
     labels = {"restoring": "restoring slices", "blocks": "restoring blocks", "qc": "measuring isotropy"}

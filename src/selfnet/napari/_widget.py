@@ -66,6 +66,8 @@ class RestoreWidget(_LayerWidget):
         self.device = ComboBox(label="device", choices=list(logic.DEVICES), value="auto")
         self.model = FileEdit(label="saved model", mode="r", filter="*.pt")
         self.save_model = FileEdit(label="save model to", mode="w", filter="*.pt")
+        self.psf = FileEdit(label="PSF (optional)", mode="r", filter="*.tif *.tiff *.npy")
+        self.psf.tooltip = "a measured or computed PSF with its voxel size: its axial blur replaces the estimate"
         self.resume = CheckBox(text="continue an interrupted training")
         self.run_button = PushButton(text="Restore")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
@@ -74,7 +76,7 @@ class RestoreWidget(_LayerWidget):
         self.qc = Label(label="isotropy", value="")
         self.qc.native.setMinimumHeight(3 * self.qc.native.fontMetrics().lineSpacing() + 6)  # three QC lines
         self.extend([self.layer, self.dz, self.dy, self.dx, self.mode, self.minutes, self.device, self.model,
-                     self.save_model, self.resume, self.run_button, self.cancel_button, self.progress,
+                     self.save_model, self.psf, self.resume, self.run_button, self.cancel_button, self.progress,
                      self.status, self.qc])
         self.layer.changed.connect(self.prefill)
         self.mode.changed.connect(self.show_mode)
@@ -92,7 +94,7 @@ class RestoreWidget(_LayerWidget):
     def show_mode(self, _value: Any = None) -> None:
         """Training fields for "train and restore", the model field for "apply a saved model"."""
         train = logic.MODES[self.mode.value] == "train"
-        for widget in (self.minutes, self.save_model, self.resume):
+        for widget in (self.minutes, self.save_model, self.psf, self.resume):
             widget.visible = train
         self.model.visible = not train
 
@@ -102,7 +104,7 @@ class RestoreWidget(_LayerWidget):
             spacing=(self.dz.value, self.dy.value, self.dx.value), mode=logic.MODES[self.mode.value],
             minutes=self.minutes.value, device=self.device.value, model=logic.optional_path(self.model.value),
             save_model=logic.optional_path(self.save_model.value), resume=self.resume.value,
-            options=dict(self.train_options))
+            options=dict(self.train_options) | logic.psf_option(self.psf.value))
 
     def start(self, _value: Any = None) -> None:
         """Check the request, then run the job in a background thread."""

@@ -109,13 +109,13 @@ def model_sigma_px(model: Model | None) -> tuple[float | None, str | None]:
 
 
 def model_axial_profile(model: Model | None) -> np.ndarray | None:
-    """The model's learned z blur as taps, when it is not Gaussian (a fitted tail or cone).
+    """The model's learned z blur as taps, when it is not Gaussian (a fitted tail or cone, or a PSF's).
 
     QC re-degrades the restoration with it: a Gaussian of the same width would be far wider in the
     core and miss the tails, and score a faithful restoration as inconsistent.
     """
     kernel = None if model is None else model.summary.get("estimated_axial_kernel")
-    if not isinstance(kernel, dict) or AxialKernel(**kernel).gaussian:
+    if not isinstance(kernel, dict) or (kernel.get("source") != "psf" and AxialKernel(**kernel).gaussian):
         return None
     taps = model.summary.get("learned_axial_kernel")
     return np.asarray(taps, dtype=np.float64) if isinstance(taps, list) and len(taps) % 2 == 1 else None

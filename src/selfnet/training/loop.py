@@ -38,6 +38,7 @@ from selfnet.method.kernel import (
 from selfnet.method.losses import charbonnier, lsgan, restoration_loss
 from selfnet.method.nets import DegradationGenerator, PatchDiscriminator, ResNet2d
 from selfnet.method.normalize import Normalizer, fit_normalizer
+from selfnet.method.psf import MeasuredKernel, kernel_from_psf
 from selfnet.method.resample import blur_matrix, degrade_matrix, zinterp
 from selfnet.model import Model
 from selfnet.training.patches import sample_axial_patches, sample_xy_patches
@@ -69,7 +70,7 @@ class TrainingData:
     pre_blur: float           # a Gaussian ``kernel`` built into ``degrade`` (0 for the unconstrained baseline)
     sigma_source: str         # "spectra" (patch spectra) or "qc" (whole-stack resolution estimate)
     retention: float          # noise variance kept by that blur
-    kernel: AxialKernel = field(default_factory=lambda: AxialKernel(0.0))  # 2D (z, x) where the optics need it
+    kernel: AxialKernel | MeasuredKernel = field(default_factory=lambda: AxialKernel(0.0))  # 2D (z, x) where needed
     pre_kernel: torch.Tensor | None = None  # a non-Gaussian ``kernel``'s rFFT over a full patch, applied before ``degrade``
     kernel_evidence: float | None = None  # the 2D fit's residual with a tail or cone / without (< 0.75: kept)
 
@@ -108,11 +109,12 @@ def training_phases(ratio: float, rng: np.random.Generator) -> np.ndarray:
 
 
 def prepare_data(norm_volume: np.ndarray, ratio: float, cfg: TrainConfig, device: torch.device,
-                 rng: np.random.Generator) -> TrainingData:
+                 rng: np.random.Generator, measured: MeasuredKernel | None = None) -> TrainingData:
     """Sample patch pools, estimate noise and axial blur, and build the degradation operators.
 
     A stack sampled at least as finely along z as in XY (ratio <= 1) needs no z-sampling step:
     XY_lr is then XY blurred along one axis, not resampled, and stage 1 learns the axial blur alone.
+    A ``measured`` kernel (from the user's PSF, :func:`psf_kernel`) replaces the estimate.
     """
     step = max(ratio, 1.0)
     z = norm_volume.shape[0]
@@ -122,8 +124,12 @@ def prepare_data(norm_volume: np.ndarray, ratio: float, cfg: TrainConfig, device
     size, xy, axial = _pools(norm_volume, iso, cfg, margin, rng)
     sampling = _sampling(size + 2 * margin, step, rng)
     xy_lr = (sampling[0] @ xy[:, :, margin:-margin])[:, margin:-margin]
-    kernel, source, evidence = _estimate_kernel(norm_volume, iso, xy_lr, axial, step, float(noise.variance(xy.mean())),
-                                                cfg)
+    kernel: AxialKernel | MeasuredKernel | None
+    if measured is not None:
+        kernel, source, evidence = measured, "psf", None
+    else:
+        kernel, source, evidence = _estimate_kernel(norm_volume, iso, xy_lr, axial, step,
+                                                    float(noise.variance(xy.mean())), cfg)
     if kernel is None:  # too little signal in the patches: fall back on QC's estimate from the whole stack
         kernel, source = AxialKernel(resolution_axial_sigma(norm_volume, ratio)), "qc"
     if _margin(step, kernel) > margin:  # a wide axial blur needs a wider frame around each XY patch
@@ -172,6 +178,21 @@ def _estimate_kernel(norm_volume: np.ndarray, iso: np.ndarray, xy_lr: np.ndarray
     if fitted.gaussian or _margin(step, fitted) > (min(norm_volume.shape[1:]) - MIN_PATCH) // 2:
         fitted = AxialKernel(sigma)
     return fitted, "spectra", evidence
+
+
+def psf_kernel(cfg: TrainConfig, pixel_um: float) -> MeasuredKernel | None:
+    """The axial kernel from ``cfg.psf`` (a PSF file) on the stack's ``pixel_um`` grid; None without one."""
+    if cfg.psf is None:
+        return None
+    from selfnet.io.volume import read_volume
+
+    try:
+        psf = read_volume(cfg.psf)
+    except InputError as err:
+        no_size = str(err).startswith("no ")
+        text = f"{cfg.psf} has no voxel size: save it with its calibration (ImageJ or OME-TIFF)" if no_size else err
+        raise InputError(f"PSF: {text}") from None
+    return kernel_from_psf(np.asarray(psf.data), psf.spacing, pixel_um)
 
 
 def resolution_axial_sigma(norm_volume: np.ndarray, ratio: float) -> float:
@@ -526,9 +547,11 @@ def train_model(volume: np.ndarray, spacing: tuple[float, float, float], cfg: Tr
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     ratio = spacing[0] / spacing[2]
     normalizer = normalizer or fit_normalizer(volume, cfg.norm_percentiles)
-    key = fingerprint(volume, spacing, cfg.model_dump(mode="json"), (normalizer.low, normalizer.high))
+    measured = psf_kernel(cfg, spacing[2])
+    settings = cfg.model_dump(mode="json") | ({} if measured is None else {"psf_kernel": measured.kernel.tolist()})
+    key = fingerprint(volume, spacing, settings, (normalizer.low, normalizer.high))
     session = TrainSession.open(checkpoint, key, resume=resume, every_s=checkpoint_every_s, cancel=cancel)
-    data = prepare_data(normalizer(volume), ratio, cfg, device, rng)
+    data = prepare_data(normalizer(volume), ratio, cfg, device, rng, measured)
     nets, init = build_nets(cfg, data, ratio, device)
     alpha = recorrupt_alpha(cfg.recorrupt, data.retention) if cfg.use_cyclegan else 0.0
     stream = batches(data, cfg.batch_size, gen, alpha)

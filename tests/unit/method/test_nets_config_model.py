@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from selfnet.config import NetConfig, TrainConfig, make_config
+from selfnet.config import CONFIG_VERSION, NetConfig, TrainConfig, make_config
 from selfnet.devices import resolve_device
 from selfnet.errors import ConfigError, DeviceError, ModelError, OutputError
 from selfnet.method.nets import DegradationGenerator, PatchDiscriminator, ResNet2d
@@ -39,7 +39,9 @@ def test_patch_discriminator_output_is_a_map():
 def test_config_yaml_roundtrip_and_validation():
     cfg = make_config(max_minutes=2.5, epochs=4, seed=7)
     again = TrainConfig.from_yaml(cfg.to_yaml())
-    assert again == cfg and again.version == 1
+    assert again == cfg and again.version == CONFIG_VERSION == 2
+    old = TrainConfig.from_yaml("version: 1\nseed: 3\n")  # a version-1 file (before ``psf``) still reads
+    assert old.seed == 3 and old.psf is None
     with pytest.raises(ConfigError, match="max_minutes"):
         make_config(max_minutes=-1)
     with pytest.raises(ConfigError, match="epochs"):

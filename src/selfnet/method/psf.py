@@ -1,0 +1,128 @@
+"""The axial kernel from a PSF the user measured (beads) or computed (PSF Generator, psfmodels).
+
+Where the stack's spectra cannot tell the optics apart (a confocal PSF's tail looks Gaussian at the
+frequencies a coarse z step samples), a PSF file says it outright. :func:`kernel_from_psf` turns it
+into the same 2D (z, x) kernel :mod:`selfnet.method.kernel` fits: what turns an XY slice (blurred by
+the PSF's in-focus plane) into an XZ slice (blurred by its XZ plane), on the stack's pixel grid.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from selfnet.errors import InputError
+from selfnet.method.kernel import MAX_RADIUS, AxialKernel, profile_sigma
+
+WIENER = 1e-3  # regularisation of the in-focus deconvolution, relative to its peak power
+KEEP = 0.995  # share of the kernel's light its radius keeps
+
+
+@dataclass(frozen=True, eq=False)
+class MeasuredKernel:
+    """A 2D (z, x) axial kernel taken from a PSF (z along rows, unit sum); not a fitted family member."""
+
+    kernel: np.ndarray = field(repr=False)
+    sigma: float = 0.0
+    gaussian: bool = False
+
+    @property
+    def radius(self) -> int:
+        """Half-size (px) of :meth:`taps`."""
+        return self.kernel.shape[0] // 2
+
+    def taps(self, radius: int | None = None) -> np.ndarray:
+        """The kernel cropped (or zero-padded) to ``(2 radius + 1)`` square, unit sum."""
+        r = self.radius if radius is None else radius
+        pad = max(r - self.radius, 0)
+        k = np.pad(self.kernel, pad)
+        c = k.shape[0] // 2
+        k = k[c - r:c + r + 1, c - r:c + r + 1]
+        return k / k.sum()
+
+    def profile(self) -> np.ndarray:
+        """The z profile (the kernel summed over x)."""
+        return self.kernel.sum(axis=1)
+
+    def as_dict(self) -> dict[str, float | str]:
+        """What the model summary records: the source, the z profile's sd (px) and the radius."""
+        return {"source": "psf", "sigma": round(self.sigma, 3), "radius": self.radius}
+
+
+def kernel_from_psf(psf: np.ndarray, psf_spacing: tuple[float, float, float], pixel: float) -> MeasuredKernel:
+    """The extra blur an XZ slice has over an XY slice, from a (Z, Y, X) PSF with voxel size ``psf_spacing``
+    (µm), on a grid of ``pixel`` µm: the PSF's XZ plane through its peak Wiener-deconvolved by its
+    in-focus XY plane (rotated so that y becomes z). A Gaussian PSF gives a z blur, a confocal one
+    its tails, an aberrated one its skew.
+    """
+    iso = _isotropic(_around_peak(_checked(psf), psf_spacing, pixel), psf_spacing, pixel)
+    cz, cy, cx = np.unravel_index(np.argmax(ndimage.uniform_filter(iso, 3)), iso.shape)
+    r = min(cz, iso.shape[0] - 1 - cz, cy, iso.shape[1] - 1 - cy, cx, iso.shape[2] - 1 - cx, 3 * MAX_RADIUS)
+    if r < 2:
+        raise InputError("the PSF's brightest voxel is at its edge: crop the PSF around the bead")
+    crop = iso[cz - r:cz + r + 1, cy - r:cy + r + 1, cx - r:cx + r + 1]
+    axial, focus = crop[:, r, :], crop[r, :, :]
+    kernel = _trim(np.clip(_deconvolve(axial / axial.sum(), focus / focus.sum()), 0.0, None))
+    profile = kernel.sum(axis=1) / kernel.sum()
+    return MeasuredKernel(kernel / kernel.sum(), sigma=profile_sigma(profile))
+
+
+def _checked(psf: np.ndarray) -> np.ndarray:
+    """A finite 3D PSF with its background (the median of its border) taken off."""
+    psf = np.asarray(psf, dtype=np.float64)
+    if psf.ndim != 3 or min(psf.shape) < 3:
+        raise InputError(f"a PSF must be a 3D (Z, Y, X) stack of at least 3 voxels each way, got shape {psf.shape}")
+    if not np.isfinite(psf).all():
+        raise InputError("the PSF contains NaN or Inf values")
+    border = np.concatenate([psf[[0, -1]].ravel(), psf[:, [0, -1]].ravel(), psf[:, :, [0, -1]].ravel()])
+    psf = np.clip(psf - np.median(border), 0.0, None)
+    if psf.sum() <= 0:
+        raise InputError("the PSF holds no light above its border: is it a PSF stack?")
+    return psf
+
+
+def _around_peak(psf: np.ndarray, spacing: tuple[float, float, float], pixel: float) -> np.ndarray:
+    """The part of the PSF within reach of the largest kernel (bounds the resampling's cost)."""
+    peak = np.unravel_index(np.argmax(ndimage.uniform_filter(psf, 3)), psf.shape)
+    half = [math.ceil((3 * MAX_RADIUS + 4) * pixel / s) for s in spacing]
+    return psf[tuple(slice(max(p - h, 0), p + h + 1) for p, h in zip(peak, half))]
+
+
+def _isotropic(psf: np.ndarray, spacing: tuple[float, float, float], pixel: float) -> np.ndarray:
+    """The PSF resampled to cubic voxels of ``pixel`` µm (cubic spline)."""
+    factors = [s / pixel for s in spacing]
+    if any(f * n < 3 for f, n in zip(factors, psf.shape)):
+        raise InputError(f"the PSF ({psf.shape} voxels of {spacing} µm) spans less than 3 pixels of "
+                         f"{pixel:g} µm along some axis")
+    if np.allclose(factors, 1.0):
+        return psf
+    return ndimage.zoom(psf, factors, order=3, grid_mode=True, mode="nearest")
+
+
+def _deconvolve(axial: np.ndarray, focus: np.ndarray) -> np.ndarray:
+    """``axial`` Wiener-deconvolved by ``focus`` (both centred, same odd size, unit sum), centred.
+
+    Where ``focus`` carries no power (beyond the optical cutoff) the answer tends to a plain
+    Gaussian z blur of the width the two profiles differ by, instead of to zero, which would ring.
+    """
+    n = axial.shape[0]
+    extra = math.sqrt(max(profile_sigma(axial.sum(axis=1)) ** 2 - profile_sigma(focus.sum(axis=1)) ** 2, 0.0))
+    prior = np.fft.fft2(np.fft.ifftshift(AxialKernel(extra).taps(n // 2)))
+    a = np.fft.fft2(np.fft.ifftshift(axial))
+    f = np.fft.fft2(np.fft.ifftshift(focus))
+    power, eps = np.abs(f) ** 2, WIENER * float(np.abs(f).max()) ** 2
+    k = np.fft.ifft2((a * np.conj(f) + eps * prior) / (power + eps)).real
+    return np.fft.fftshift(k)
+
+
+def _trim(kernel: np.ndarray) -> np.ndarray:
+    """The smallest centred square (radius <= MAX_RADIUS) that keeps :data:`KEEP` of the light."""
+    c = kernel.shape[0] // 2
+    total = kernel.sum()
+    for r in range(1, min(c, MAX_RADIUS) + 1):
+        if kernel[c - r:c + r + 1, c - r:c + r + 1].sum() >= KEEP * total:
+            break
+    return kernel[c - r:c + r + 1, c - r:c + r + 1]

@@ -1,0 +1,81 @@
+"""The axial kernel taken from a user's PSF file: a Gaussian PSF gives the extra z blur alone, voxel
+sizes are honoured, a skewed PSF keeps its skew, and bad PSFs are refused in one line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from selfnet.errors import InputError
+from selfnet.method.kernel import profile_sigma
+from selfnet.method.psf import kernel_from_psf
+
+
+def gaussian_psf(lateral: float, axial: float, shape: tuple[int, int, int] = (41, 41, 41),
+                 z_step: float = 1.0) -> np.ndarray:
+    """A 3D Gaussian PSF (sds in pixels of the lateral grid), z sampled every ``z_step`` pixels."""
+    z = (np.arange(shape[0]) - shape[0] // 2) * z_step
+    y = np.arange(shape[1]) - shape[1] // 2
+    x = np.arange(shape[2]) - shape[2] // 2
+    zz, yy, xx = np.meshgrid(z, y, x, indexing="ij")
+    psf = np.exp(-0.5 * ((zz / axial) ** 2 + (yy / lateral) ** 2 + (xx / lateral) ** 2))
+    return psf / psf.sum()
+
+
+def x_width(row: np.ndarray) -> float:
+    x = np.arange(len(row)) - len(row) // 2
+    return float(np.sqrt((row * x**2).sum() / row.sum()))
+
+
+def test_gaussian_psf_gives_its_extra_z_blur_and_no_x_spread() -> None:
+    kernel = kernel_from_psf(gaussian_psf(1.2, 3.0), (0.1, 0.1, 0.1), 0.1)
+    taps = kernel.taps()
+    r = kernel.radius
+    assert taps.sum() == pytest.approx(1.0)
+    assert kernel.sigma == pytest.approx(np.sqrt(3.0**2 - 1.2**2), rel=0.05)
+    assert x_width(taps[r]) < 0.3 and x_width(taps[r + 4]) < 0.3  # a z blur: nothing spreads along x
+    profile = kernel.profile()
+    assert np.allclose(profile, profile[::-1], atol=1e-6)
+    assert kernel.as_dict()["source"] == "psf"
+
+
+def test_psf_voxel_size_is_honoured() -> None:
+    """The same optics sampled at a 3x coarser z step, and at half the stack's pixel, give the same kernel."""
+    fine = kernel_from_psf(gaussian_psf(1.2, 3.0), (0.1, 0.1, 0.1), 0.1)
+    coarse_z = kernel_from_psf(gaussian_psf(1.2, 3.0, (15, 41, 41), z_step=3.0), (0.3, 0.1, 0.1), 0.1)
+    finer_psf = kernel_from_psf(gaussian_psf(2.4, 6.0, (81, 81, 81)), (0.05, 0.05, 0.05), 0.1)
+    assert coarse_z.sigma == pytest.approx(fine.sigma, rel=0.1)
+    assert finer_psf.sigma == pytest.approx(fine.sigma, rel=0.1)
+
+
+def test_skewed_psf_keeps_its_skew_and_its_peak_in_place() -> None:
+    """An aberrated PSF's long tail on one side stays on that side; its focus stays at the centre."""
+    psf = gaussian_psf(1.2, 2.0)
+    tail = ndimage.shift(gaussian_psf(2.5, 8.0), (6, 0, 0), order=1)
+    kernel = kernel_from_psf(psf + 0.3 * tail, (0.1, 0.1, 0.1), 0.1)
+    profile = kernel.profile()
+    t = np.arange(len(profile)) - len(profile) // 2
+    mean = float((profile * t).sum())
+    third = float((profile * (t - mean) ** 3).sum())
+    assert third > 0  # the tail goes deeper, as in the PSF
+    assert int(np.argmax(profile)) == len(profile) // 2
+    assert profile_sigma(profile) > 3.0
+
+
+@pytest.mark.parametrize(("psf", "message"), [
+    (np.ones((5, 5)), "3D"),
+    (np.full((5, 5, 5), np.nan), "NaN"),
+    (np.zeros((5, 5, 5)), "no light"),
+])
+def test_bad_psfs_are_refused_in_one_line(psf: np.ndarray, message: str) -> None:
+    with pytest.raises(InputError, match=message) as err:
+        kernel_from_psf(psf, (0.1, 0.1, 0.1), 0.1)
+    assert "\n" not in str(err.value)
+
+
+def test_psf_whose_peak_is_at_its_edge_is_refused() -> None:
+    psf = np.zeros((9, 9, 9))
+    psf[0, 4, 4] = 1.0
+    with pytest.raises(InputError, match="edge"):
+        kernel_from_psf(psf, (0.1, 0.1, 0.1), 0.1)
