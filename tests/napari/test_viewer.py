@@ -58,11 +58,12 @@ def test_restore_widget_adds_an_isotropic_layer(viewer, qtbot, tiny_phantom, fas
 def test_restore_widget_trains_with_a_chosen_psf(viewer, tiny_phantom, fast_options, tmp_path):
     viewer.add_image(tiny_phantom.raw, name="raw", scale=tiny_phantom.spacing_raw)
     widget = _restore_widget(viewer, fast_options)
-    assert "psf" not in widget.request().options
+    assert widget.request().options.get("psf") is None
     widget.psf.value = tmp_path / "psf.tif"
     assert widget.request().options["psf"] == str(tmp_path / "psf.tif")
-    widget.mode.value = "apply a saved model"
-    assert not widget.psf.visible and widget.model.visible
+    assert not widget.psf.native.isHidden()
+    widget.mode.value = "apply a saved model"  # a saved model was trained already: no PSF field
+    assert widget.psf.native.isHidden() and not widget.model.native.isHidden()
 
 
 def test_cancel_leaves_nothing_half_done(viewer, qtbot, tiny_phantom, fast_options, tmp_path):
