@@ -205,7 +205,7 @@ def paired_axial_patches(a: np.ndarray, b: np.ndarray, count: int, size: int,
 
 METHODS = ("linear", "cubic", "rl", "oracle", "published", "default", "no-cyclegan", "feedback", "no-r2r",
            "physics-only", "unconstrained", "psf", "psf-bead")
-BEAD_PHOTONS = 2000.0  # peak photons of the simulated bead measurement ("psf-bead")
+BEAD_PHOTONS = 20000.0  # peak photons of the simulated bead measurement ("psf-bead"): ten 2000-photon beads averaged
 BEAD_BACKGROUND = 20.0
 
 
@@ -240,7 +240,7 @@ def run_case(case: Case, minutes: float, seed: int, out: Path,
         "psf": lambda: ([("selfnet --psf (the simulation's own PSF)",
                           selfnet_method(ph, ours(psf=str(psf_file(case, out, seed, bead=False))))[0])]
                         if case.optics != "gaussian" else []),
-        "psf-bead": lambda: ([(f"selfnet --psf (one bead, {BEAD_PHOTONS:g} photons)",
+        "psf-bead": lambda: ([(f"selfnet --psf (bead image, {BEAD_PHOTONS:g} photons peak)",
                                selfnet_method(ph, ours(psf=str(psf_file(case, out, seed, bead=True))))[0])]
                              if case.optics != "gaussian" else []),
     }
@@ -252,7 +252,7 @@ def run_case(case: Case, minutes: float, seed: int, out: Path,
 
 
 def psf_file(case: Case, out: Path, seed: int, *, bead: bool) -> Path:
-    """The case's diffraction PSF as a calibrated TIFF; ``bead``: as one noisy bead image a user would record."""
+    """The case's diffraction PSF as a calibrated TIFF; ``bead``: as a recorded bead image (Poisson noise on a background)."""
     psf = diffraction_psf(case.optics).astype(np.float64)
     name = f"psf_{case.optics}.tif"
     if bead:

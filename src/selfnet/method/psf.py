@@ -18,6 +18,7 @@ from selfnet.errors import InputError
 from selfnet.method.kernel import MAX_RADIUS, AxialKernel, profile_sigma
 
 WIENER = 1e-3  # regularisation of the in-focus deconvolution, relative to its peak power
+NOISE_SDS = 3.0  # a measured PSF's voxels below this many noise sds (of its border) are taken as empty
 KEEP = 0.995  # share of the kernel's light its radius keeps
 
 
@@ -71,14 +72,17 @@ def kernel_from_psf(psf: np.ndarray, psf_spacing: tuple[float, float, float], pi
 
 
 def _checked(psf: np.ndarray) -> np.ndarray:
-    """A finite 3D PSF with its background (the median of its border) taken off."""
+    """A finite 3D PSF with its background (the median of its border) and its noise floor taken off."""
     psf = np.asarray(psf, dtype=np.float64)
     if psf.ndim != 3 or min(psf.shape) < 3:
         raise InputError(f"a PSF must be a 3D (Z, Y, X) stack of at least 3 voxels each way, got shape {psf.shape}")
     if not np.isfinite(psf).all():
         raise InputError("the PSF contains NaN or Inf values")
     border = np.concatenate([psf[[0, -1]].ravel(), psf[:, [0, -1]].ravel(), psf[:, :, [0, -1]].ravel()])
-    psf = np.clip(psf - np.median(border), 0.0, None)
+    level = np.median(border)
+    noise = 1.4826 * np.median(np.abs(border - level))
+    psf = psf - level
+    psf[psf < NOISE_SDS * noise] = 0.0  # a recorded bead's noise would otherwise add a haze to the kernel
     if psf.sum() <= 0:
         raise InputError("the PSF holds no light above its border: is it a PSF stack?")
     return psf

@@ -497,8 +497,10 @@ def _record(history: list[dict[str, float]], step: int, losses: dict[str, float]
 
 
 def learns_degradation(cfg: TrainConfig) -> bool:
-    """Whether stage 1 (CycleGAN steps) runs: not without a CycleGAN, not for the physics-only G_A."""
-    return cfg.use_cyclegan and cfg.degradation != "physics"
+    """Whether stage 1 (CycleGAN steps) runs: not without a CycleGAN, not for the physics-only G_A,
+    and not from a PSF file, which says what the CycleGAN would only drift away from (measured:
+    docs/BENCHMARKS.md)."""
+    return cfg.use_cyclegan and cfg.degradation != "physics" and cfg.psf is None
 
 
 def feedback_on(cfg: TrainConfig) -> bool:
@@ -576,7 +578,7 @@ def train_model(volume: np.ndarray, spacing: tuple[float, float, float], cfg: Tr
         "estimated_axial_kernel": data.kernel.as_dict(),
         "axial_kernel_evidence": None if data.kernel_evidence is None else round(data.kernel_evidence, 3),
         "learned_axial_sigma_px": round(math.hypot(_physics_sigma(data), learned_sigma(nets.g_a)), 3),
-        "degradation": cfg.degradation if cfg.use_cyclegan else "none",
+        "degradation": ("psf" if cfg.psf else cfg.degradation) if cfg.use_cyclegan else "none",
         "learned_axial_kernel": learned.round(4).tolist(),
         "noise_gain": data.noise.gain,
         "noise_read_var": data.noise.read_var,

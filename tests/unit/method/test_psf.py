@@ -49,6 +49,14 @@ def test_psf_voxel_size_is_honoured() -> None:
     assert finer_psf.sigma == pytest.approx(fine.sigma, rel=0.1)
 
 
+def test_a_recorded_bead_gives_the_kernel_of_its_psf() -> None:
+    """Background and shot noise of a bead image do not widen the kernel (its noise floor is taken off)."""
+    psf = gaussian_psf(1.2, 3.0)
+    bead = np.random.default_rng(0).poisson(psf / psf.max() * 20000 + 20).astype(np.float64)
+    assert kernel_from_psf(bead, (0.1, 0.1, 0.1), 0.1).sigma == pytest.approx(
+        kernel_from_psf(psf, (0.1, 0.1, 0.1), 0.1).sigma, rel=0.15)
+
+
 def test_skewed_psf_keeps_its_skew_and_its_peak_in_place() -> None:
     """An aberrated PSF's long tail on one side stays on that side; its focus stays at the centre."""
     psf = gaussian_psf(1.2, 2.0)
