@@ -334,7 +334,8 @@ def print_learned_profile(ph: Phantom, results: list[tuple[str, Result]]) -> Non
     for name, res in results:
         if res.summary and res.summary.get("learned_axial_kernel"):
             prof = np.convolve(lateral, np.asarray(res.summary["learned_axial_kernel"]), mode="full")
-            fitted = ", ".join(f"{v:g}" for v in res.summary.get("estimated_axial_kernel", {}).values())
+            fitted = ", ".join(f"{v:g}" if isinstance(v, (int, float)) else str(v)
+                               for v in res.summary.get("estimated_axial_kernel", {}).values())
             print(f"| {name} | {fwhm_1d(prof):.2f} | {_moment(prof, 1):+.2f} | {_skew(prof):+.2f} | {fitted} | "
                   f"{res.summary.get('axial_kernel_evidence')} |")
 
