@@ -35,7 +35,8 @@ RING_WIDTH = 2.0  # frequency bins per ring of the free radial factor
 class Kernel2D(Protocol):
     """What training needs of an axial kernel: fitted (:class:`AxialKernel`) or from a PSF file."""
 
-    sigma: float
+    @property
+    def sigma(self) -> float: ...
 
     @property
     def gaussian(self) -> bool: ...

@@ -27,8 +27,16 @@ class MeasuredKernel:
     """A 2D (z, x) axial kernel taken from a PSF (z along rows, unit sum); not a fitted family member."""
 
     kernel: np.ndarray = field(repr=False)
-    sigma: float = 0.0
-    gaussian: bool = False
+
+    @property
+    def sigma(self) -> float:
+        """Standard deviation (px) of the z profile."""
+        return profile_sigma(self.profile())
+
+    @property
+    def gaussian(self) -> bool:
+        """Never the plain Gaussian z blur of the physics prior: a PSF's kernel goes in as taps."""
+        return False
 
     @property
     def radius(self) -> int:
@@ -60,15 +68,14 @@ def kernel_from_psf(psf: np.ndarray, psf_spacing: tuple[float, float, float], pi
     its tails, an aberrated one its skew.
     """
     iso = _isotropic(_around_peak(_checked(psf), psf_spacing, pixel), psf_spacing, pixel)
-    cz, cy, cx = np.unravel_index(np.argmax(ndimage.uniform_filter(iso, 3)), iso.shape)
+    cz, cy, cx = _peak(iso)
     r = min(cz, iso.shape[0] - 1 - cz, cy, iso.shape[1] - 1 - cy, cx, iso.shape[2] - 1 - cx, 3 * MAX_RADIUS)
     if r < 2:
         raise InputError("the PSF's brightest voxel is at its edge: crop the PSF around the bead")
     crop = iso[cz - r:cz + r + 1, cy - r:cy + r + 1, cx - r:cx + r + 1]
     axial, focus = crop[:, r, :], crop[r, :, :]
     kernel = _trim(np.clip(_deconvolve(axial / axial.sum(), focus / focus.sum()), 0.0, None))
-    profile = kernel.sum(axis=1) / kernel.sum()
-    return MeasuredKernel(kernel / kernel.sum(), sigma=profile_sigma(profile))
+    return MeasuredKernel(kernel / kernel.sum())
 
 
 def _checked(psf: np.ndarray) -> np.ndarray:
@@ -88,9 +95,14 @@ def _checked(psf: np.ndarray) -> np.ndarray:
     return psf
 
 
+def _peak(psf: np.ndarray) -> tuple[int, ...]:
+    """Index of the PSF's brightest 3x3x3 neighbourhood (one hot voxel of noise does not move it)."""
+    return tuple(int(i) for i in np.unravel_index(np.argmax(ndimage.uniform_filter(psf, 3)), psf.shape))
+
+
 def _around_peak(psf: np.ndarray, spacing: tuple[float, float, float], pixel: float) -> np.ndarray:
     """The part of the PSF within reach of the largest kernel (bounds the resampling's cost)."""
-    peak = np.unravel_index(np.argmax(ndimage.uniform_filter(psf, 3)), psf.shape)
+    peak = _peak(psf)
     half = [math.ceil((3 * MAX_RADIUS + 4) * pixel / s) for s in spacing]
     return psf[tuple(slice(max(p - h, 0), p + h + 1) for p, h in zip(peak, half))]
 
