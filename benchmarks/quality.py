@@ -24,6 +24,7 @@ import tifffile
 import torch
 from skimage.restoration import richardson_lucy
 
+import selfnet
 from selfnet.config import TrainConfig, make_config
 from selfnet.inference.restore import restore_volume
 from selfnet.method.normalize import Normalizer
@@ -41,6 +42,7 @@ from selfnet.phantoms.metrics import (
 from selfnet.phantoms.optics import (
     DX_UM,
     axial_profile,
+    bead_recording,
     diffraction_psf,
     make_optics_phantom,
 )
@@ -204,9 +206,10 @@ def paired_axial_patches(a: np.ndarray, b: np.ndarray, count: int, size: int,
 
 
 METHODS = ("linear", "cubic", "rl", "oracle", "published", "default", "no-cyclegan", "feedback", "no-r2r",
-           "physics-only", "unconstrained", "psf", "psf-bead")
+           "physics-only", "unconstrained", "psf", "psf-bead", "psf-beads")
 BEAD_PHOTONS = 20000.0  # peak photons of the simulated bead measurement ("psf-bead"): ten 2000-photon beads averaged
 BEAD_BACKGROUND = 20.0
+RECORDING = {"shape": (160, 512, 512), "count": 24, "z_step": 2, "photons": 2000.0, "background": 20.0}  # "psf-beads"
 
 
 def run_case(case: Case, minutes: float, seed: int, out: Path,
@@ -243,6 +246,10 @@ def run_case(case: Case, minutes: float, seed: int, out: Path,
         "psf-bead": lambda: ([(f"selfnet --psf (bead image, {BEAD_PHOTONS:g} photons peak)",
                                selfnet_method(ph, ours(psf=str(psf_file(case, out, seed, bead=True))))[0])]
                              if case.optics != "gaussian" else []),
+        "psf-beads": lambda: ([(f"selfnet --psf (`selfnet psf` on {RECORDING['count']} beads, "  # noqa: ISC004
+                                f"{RECORDING['photons']:g} photons peak)",
+                                selfnet_method(ph, ours(psf=str(psf_from_beads(case, out, seed))))[0])]
+                              if case.optics != "gaussian" else []),
     }
     results = [row for name in METHODS if name in methods for row in runs[name]()]
     if "default" in methods:
@@ -263,6 +270,19 @@ def psf_file(case: Case, out: Path, seed: int, *, bead: bool) -> Path:
     tifffile.imwrite(path, psf.astype(np.float32), imagej=True, resolution=(1 / DX_UM, 1 / DX_UM),
                      metadata={"spacing": DX_UM, "unit": "um", "axes": "ZYX"})
     return path
+
+
+def psf_from_beads(case: Case, out: Path, seed: int) -> Path:
+    """A simulated bead recording through the case's PSF (:data:`RECORDING`), distilled by ``selfnet.psf``."""
+    opts = dict(RECORDING)
+    shape, count, z_step = opts.pop("shape"), opts.pop("count"), opts.pop("z_step")
+    stack = bead_recording(diffraction_psf(case.optics), shape, count, z_step=z_step, seed=2000 + seed, **opts)
+    beads = out / f"beads_{case.optics}_{seed}.tif"
+    tifffile.imwrite(beads, stack, imagej=True, resolution=(1 / DX_UM, 1 / DX_UM),
+                     metadata={"spacing": z_step * DX_UM, "unit": "um", "axes": "ZYX"})
+    average = selfnet.psf(beads, out / f"psf_{case.optics}_beads{seed}.tif", overwrite=True)
+    print(f"<!-- {case.name} seed {seed}: {average.summary()} -->", flush=True)
+    return average.path
 
 
 def fwhm_1d(profile: np.ndarray) -> float:

@@ -13,6 +13,7 @@ from selfnet.api import (
     ProgressEvent,
     Restored,
     RunResult,
+    psf,
     qc,
     restore,
     run,
@@ -26,6 +27,6 @@ from selfnet.options import ClusterSpec, OutputSpec, ReadOptions
 
 __all__ = [
     "CancelToken", "ClusterSpec", "Model", "NetConfig", "OutputSpec", "ProgressEvent", "ReadOptions", "Restored",
-    "RunResult", "SelfnetError", "TrainConfig", "Volume", "__version__", "qc", "read_volume", "restore", "run",
+    "RunResult", "SelfnetError", "TrainConfig", "Volume", "__version__", "psf", "qc", "read_volume", "restore", "run",
     "train", "write_volume",
 ]

@@ -891,6 +891,54 @@ def _report_file(folder: Path, name: str, overwrite: bool) -> Path:
     return check_output_path(folder / name, overwrite=overwrite, suffixes=(".html",))
 
 
+# --- psf (a PSF distilled from a bead recording; selfnet.method.beads) --------------------------------
+
+
+def psf(beads: Source, output: str | Path, *, spacing: Spacing | None = None, read: ReadOptions | None = None,
+        box_um: tuple[float, ...] | str | None = None, overwrite: bool = False) -> Any:
+    """Average the isolated beads of a bead recording into a PSF file ``output`` (TIFF, OME-TIFF or .npy).
+
+    The PSF (unit sum, background 0, on the recording's voxel grid and with its voxel size) is what
+    ``psf=`` / ``--psf`` takes. ``box_um`` is its (z, y, x) extent in µm: each bead needs that box
+    inside the stack and to itself. Returns a :class:`~selfnet.method.beads.BeadAverage` with ``path``.
+    """
+    import dataclasses
+
+    from selfnet.method.beads import BOX_UM, average_beads
+
+    box = BOX_UM if box_um is None else _box(box_um)
+    _refuse_in_place(beads, [output])
+    path = check_output_path(output, overwrite=overwrite, suffixes=(".tif", ".tiff", ".npy"))
+    vol = _bead_volume(beads, spacing, read or ReadOptions())
+    average = average_beads(np.asarray(vol.data), vol.spacing, box_um=box)
+    written = write_volume(path, average.psf.astype(np.float32), average.spacing, overwrite=overwrite)
+    return dataclasses.replace(average, path=written)
+
+
+def _box(box_um: Any) -> tuple[float, float, float]:
+    """(z, y, x) extent in µm from three numbers, or two (z, lateral); text as ``"6,3"``."""
+    try:
+        values = tuple(float(v) for v in (box_um.split(",") if isinstance(box_um, str) else box_um))
+    except (TypeError, ValueError):
+        raise ConfigError(f"box size (--box-um) must be Z,XY or Z,Y,X in µm, got {box_um!r}") from None
+    if len(values) == 2:
+        values = (values[0], values[1], values[1])
+    if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):
+        raise ConfigError(f"box size (--box-um) must be 2 or 3 positive sizes in µm, got {box_um!r}")
+    return values  # type: ignore[return-value]
+
+
+def _bead_volume(source: Source, spacing: Spacing | None, read: ReadOptions) -> Volume:
+    """The bead recording with its voxel size; any z step (a bead stack is often finer along z than a sample)."""
+    if isinstance(source, (str, Path)):
+        return read_volume(source, **read.model_dump(exclude={"level"}))
+    if isinstance(source, Volume):
+        return source if spacing is None else Volume(source.data, _spacing(spacing), source.path, source.metadata)
+    if spacing is None:
+        raise ConfigError("spacing=(dz, dy, dx) in µm is required for a plain array")
+    return Volume(np.asarray(source), _spacing(spacing))
+
+
 # --- export / info (bioimage.io packages, provenance; selfnet.export) ----------------------------------
 
 
@@ -928,6 +976,7 @@ __all__ = [
     "export",
     "info",
     "open_volume",
+    "psf",
     "qc",
     "restore",
     "run",

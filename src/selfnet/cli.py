@@ -1,4 +1,4 @@
-"""Command line: ``selfnet run | train | restore | qc | demo | export | info``. Turns options into :mod:`selfnet.api` calls.
+"""Command line: ``selfnet run | train | restore | qc | psf | demo | export | info``. Turns options into :mod:`selfnet.api` calls.
 
 Nothing here knows how the job is done: each command builds the typed option objects, calls the
 facade and prints its result. Errors a user can cause print one line on stderr and exit 2; Ctrl-C
@@ -93,11 +93,6 @@ def _cluster(workers: int | None, scheduler: str | None, ca_file: Path | None, c
     return ClusterSpec.make(workers=workers, scheduler=scheduler, tls_ca_file=ca_file, tls_cert=cert, tls_key=key)
 
 
-def _psf(path: Path | None) -> str | None:
-    """The PSF path as the config stores it (absolute, so that a saved model says which file it was)."""
-    return None if path is None else str(path.expanduser().absolute())
-
-
 def _progress(quiet: bool) -> bool:
     return not quiet
 
@@ -151,7 +146,7 @@ def run(
                          cluster=_cluster(workers, scheduler, tls_ca_file, tls_cert, tls_key), config=config, device=device,
                          save_model=save_model, report=not no_report, lateral_fwhm=lateral_fwhm,
                          progress=_progress(quiet), cancel=_CANCEL, max_minutes=max_minutes, epochs=epochs, seed=seed,
-                         psf=_psf(psf), series=_series(channels, timepoints, train_timepoints, shared_model))
+                         psf=None if psf is None else str(psf), series=_series(channels, timepoints, train_timepoints, shared_model))
     typer.echo(_restored_line(result.restored, result.train_seconds), err=True)
     if result.report is not None and isinstance(result.qc, list):
         typer.echo(f"selfnet: wrote report {result.report} (one section per channel)", err=True)
@@ -179,7 +174,7 @@ def train(
     with _stops_cleanly():
         model = api.train(input, output=output, read=_read(lateral_um, axial_um, timepoint, channel, axes, level),
                           config=config, device=device, overwrite=overwrite, resume=resume, progress=_progress(quiet),
-                          cancel=_CANCEL, max_minutes=max_minutes, epochs=epochs, seed=seed, psf=_psf(psf),
+                          cancel=_CANCEL, max_minutes=max_minutes, epochs=epochs, seed=seed, psf=None if psf is None else str(psf),
                           series=_series(channels, None, train_timepoints, shared_model))
     models = getattr(model, "models", [model])
     seconds = sum(float(m.summary.get("prepare_s", 0)) + float(m.summary.get("train_s", 0)) for m in models)
@@ -272,6 +267,20 @@ def demo(
                       progress=_progress(quiet))
     typer.echo(result.table())
     typer.echo(f"selfnet: demo outputs in {out}/ (figure: {result.figure.name})", err=True)
+
+
+@app.command()
+def psf(
+    input: Annotated[Path, typer.Argument(help="Bead recording: a 3D stack of sparse sub-resolution fluorescent beads (TIFF, OME-TIFF, .npy or OME-Zarr) with its voxel size.", show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="PSF file to write (.tif, .ome.tif or .npy), for `selfnet run --psf`.")],
+    box_um: Annotated[Optional[str], typer.Option("--box-um", help="Extent of the PSF in µm: Z,XY or Z,Y,X (default 6,3). Each bead needs this box inside the stack and to itself.")] = None,
+    lateral_um: LateralOpt = None, axial_um: AxialOpt = None, timepoint: TimeOpt = None, channel: ChannelOpt = None,
+    axes: AxesOpt = None, overwrite: OverwriteOpt = False,
+) -> None:
+    """Average the isolated beads of a bead recording into a PSF for --psf, and print its FWHM."""
+    result = api.psf(input, output, read=_read(lateral_um, axial_um, timepoint, channel, axes), box_um=box_um,
+                     overwrite=overwrite)
+    typer.echo(f"selfnet: wrote {result.path}: {result.summary()}", err=True)
 
 
 # --- export / info (selfnet.export) ---

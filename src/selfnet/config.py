@@ -103,6 +103,13 @@ class TrainConfig(BaseModel):
             raise ValueError(f"config version must be at least 1, got {value}")
         return value
 
+    @field_validator("psf")
+    @classmethod
+    def _absolute_psf(cls, value: str | None) -> str | None:
+        """An absolute path, so that a saved model says which file it was wherever it is read."""
+        text = (value or "").strip()
+        return str(Path(text).expanduser().absolute()) if text else None
+
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
         lo, hi = self.norm_percentiles
@@ -110,6 +117,9 @@ class TrainConfig(BaseModel):
             raise ValueError("norm_percentiles must satisfy 0 <= low < high <= 100")
         if self.patch_size % 8:
             raise ValueError("patch_size must be a multiple of 8")
+        if self.psf and self.degradation == "unconstrained":
+            raise ValueError("a PSF sets the blur that degradation 'unconstrained' learns freely: "
+                             "use degradation 'learned' or 'physics' with it")
         return self
 
     @classmethod

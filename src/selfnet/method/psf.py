@@ -89,10 +89,16 @@ def _checked(psf: np.ndarray) -> np.ndarray:
     level = np.median(border)
     noise = 1.4826 * np.median(np.abs(border - level))
     psf = psf - level
-    psf[psf < NOISE_SDS * noise] = 0.0  # a recorded bead's noise would otherwise add a haze to the kernel
-    if psf.sum() <= 0:
+    if not (psf > NOISE_SDS * noise).any():
         raise InputError("the PSF holds no light above its border: is it a PSF stack?")
-    return psf
+    return np.where(_bead_light(psf, NOISE_SDS * noise), psf, 0.0)
+
+
+def _bead_light(psf: np.ndarray, floor: float) -> np.ndarray:
+    """Voxels above ``floor`` joined to the peak: a recorded bead's noise elsewhere would add a haze to the kernel."""
+    labels, _ = ndimage.label(psf > floor, structure=np.ones((3, 3, 3)))
+    peak = labels[_peak(np.where(labels > 0, psf, 0.0))]
+    return labels == peak
 
 
 def _peak(psf: np.ndarray) -> tuple[int, ...]:

@@ -195,7 +195,7 @@ def optional_path(value: Any) -> Path | None:
 def psf_option(value: Any) -> dict[str, str]:
     """The training option for a PSF file chosen in the widget (none when the field is empty)."""
     path = optional_path(value)
-    return {} if path is None else {"psf": str(path.absolute())}
+    return {} if path is None else {"psf": str(path)}
 
 
 def progress_text(event: api.ProgressEvent) -> str:

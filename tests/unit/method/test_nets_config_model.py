@@ -1,5 +1,7 @@
 """Networks, the typed config and the model file."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -49,6 +51,13 @@ def test_config_yaml_roundtrip_and_validation():
     with pytest.raises(ConfigError):
         TrainConfig.from_yaml("patch_size: 30\n")
     assert TrainConfig.published().deblur.channels == 64
+
+
+def test_config_stores_the_psf_as_an_absolute_path_and_refuses_it_unconstrained():
+    assert make_config(psf="psf.tif").psf == str(Path("psf.tif").absolute())
+    assert make_config(psf="/data/psf.tif").psf == "/data/psf.tif" and make_config(psf=" ").psf is None
+    with pytest.raises(ConfigError, match="unconstrained"):
+        make_config(psf="psf.tif", degradation="unconstrained")
 
 
 def test_devices():
