@@ -47,6 +47,7 @@ from selfnet.io import (
     validate_volume,
     write_volume,
 )
+from selfnet.method.beads import BOX_UM as PSF_BOX_UM
 from selfnet.model import MODEL_SUFFIXES, Model
 from selfnet.options import (
     ClusterSpec,
@@ -904,9 +905,9 @@ def psf(beads: Source, output: str | Path, *, spacing: Spacing | None = None, re
     """
     import dataclasses
 
-    from selfnet.method.beads import BOX_UM, average_beads
+    from selfnet.method.beads import average_beads
 
-    box = BOX_UM if box_um is None else _box(box_um)
+    box = PSF_BOX_UM if box_um is None else _box(box_um)
     _refuse_in_place(beads, [output])
     path = check_output_path(output, overwrite=overwrite, suffixes=(".tif", ".tiff", ".npy"))
     vol = _bead_volume(beads, spacing, read or ReadOptions())
@@ -968,6 +969,7 @@ def info(model: str | Path) -> dict[str, Any]:
 
 
 __all__ = [
+    "PSF_BOX_UM",
     "CancelToken",
     "Cancelled",
     "ProgressEvent",

@@ -3,7 +3,7 @@
 One sub-resolution bead is too noisy to serve as ``--psf`` (at 2000 photons its kernel's z sd came
 out 6.0 px against 2.8), and a bead stack holds dozens. :func:`average_beads` keeps the beads that
 are bright, alone in their box, inside the stack, unsaturated and not a clump, aligns them on their
-average (phase correlation, 1/10 voxel) and returns the mean: a PSF on the stack's grid.
+average (phase correlation, 1/10 voxel) and returns the mean, its peak on a voxel: a PSF on the stack's grid.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
-from skimage.registration import phase_cross_correlation
 
 from selfnet.errors import InputError
+from selfnet.method.psf import centred
 
 BOX_UM = (6.0, 3.0, 3.0)  # default (z, y, x) extent of the averaged PSF, µm
 DETECT_SDS = 8.0  # a bead's smoothed peak must stand this many noise sds above the background
@@ -72,7 +72,7 @@ def average_beads(stack: np.ndarray, spacing: tuple[float, float, float], *,
         raise InputError(f"no isolated bead found ({len(peaks)} bright spots: "
                          + ", ".join(f"{n} {why}" for why, n in rejected.items()) + "); "
                          "record sparser beads or give a smaller --box-um")
-    psf = _aligned_mean(crops)
+    psf = centred(_aligned_mean(crops))
     return BeadAverage(psf / psf.sum(), tuple(float(s) for s in spacing), len(peaks), len(crops), rejected,
                        _fwhm(psf, spacing))
 
@@ -145,6 +145,8 @@ def _without_clumps(crops: list[np.ndarray], rejected: dict[str, int]) -> list[n
 
 def _aligned_mean(crops: list[np.ndarray]) -> np.ndarray:
     """Sum of the crops, each shifted (cubic spline) onto the first estimate of their average, twice."""
+    from skimage.registration import phase_cross_correlation  # only here: importing it is slow
+
     reference = np.sum(crops, axis=0)
     for _ in range(2):
         shifted = []

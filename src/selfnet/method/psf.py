@@ -67,7 +67,7 @@ def kernel_from_psf(psf: np.ndarray, psf_spacing: tuple[float, float, float], pi
     in-focus XY plane (rotated so that y becomes z). A Gaussian PSF gives a z blur, a confocal one
     its tails, an aberrated one its skew.
     """
-    iso = _isotropic(_around_peak(_checked(psf), psf_spacing, pixel), psf_spacing, pixel)
+    iso = centred(_isotropic(_around_peak(_checked(psf), psf_spacing, pixel), psf_spacing, pixel))
     cz, cy, cx = _peak(iso)
     r = min(cz, iso.shape[0] - 1 - cz, cy, iso.shape[1] - 1 - cy, cx, iso.shape[2] - 1 - cx, 3 * MAX_RADIUS)
     if r < 2:
@@ -104,6 +104,34 @@ def _bead_light(psf: np.ndarray, floor: float) -> np.ndarray:
 def _peak(psf: np.ndarray) -> tuple[int, ...]:
     """Index of the PSF's brightest 3x3x3 neighbourhood (one hot voxel of noise does not move it)."""
     return tuple(int(i) for i in np.unravel_index(np.argmax(ndimage.uniform_filter(psf, 3)), psf.shape))
+
+
+def subvoxel_peak(psf: np.ndarray) -> np.ndarray:
+    """The PSF's peak to a fraction of a voxel: a parabola through the brightest voxel and its two neighbours, per axis."""
+    peak = _peak(psf)
+    offsets = []
+    for axis, p in enumerate(peak):
+        if not 0 < p < psf.shape[axis] - 1:
+            offsets.append(0.0)
+            continue
+        left, right = list(peak), list(peak)
+        left[axis], right[axis] = p - 1, p + 1
+        lo, mid, hi = psf[tuple(left)], psf[peak], psf[tuple(right)]
+        curve = lo - 2 * mid + hi
+        offsets.append(float(np.clip(0.5 * (lo - hi) / curve, -0.5, 0.5)) if curve < 0 else 0.0)
+    return np.asarray(peak, dtype=np.float64) + offsets
+
+
+def centred(psf: np.ndarray) -> np.ndarray:
+    """The PSF shifted (cubic spline) so that its peak falls on a voxel centre.
+
+    A bead between two planes would otherwise give a kernel off centre by up to half a voxel, and
+    the restoration would move objects by as much.
+    """
+    offset = subvoxel_peak(psf) - np.asarray(_peak(psf))
+    if np.abs(offset).max() < 0.01:
+        return psf
+    return ndimage.shift(psf, -offset, order=3, mode="constant")
 
 
 def _around_peak(psf: np.ndarray, spacing: tuple[float, float, float], pixel: float) -> np.ndarray:

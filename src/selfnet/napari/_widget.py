@@ -1,4 +1,4 @@
-"""napari dock widgets (magicgui): restore a layer to isotropic resolution, and measure its isotropy.
+"""napari dock widgets (magicgui): restore a layer to isotropic resolution, measure its isotropy, make a PSF from beads.
 
 Thin on purpose: what they compute is in :mod:`selfnet.napari._logic`; the work runs in a napari
 ``thread_worker`` so the viewer never freezes.
@@ -22,6 +22,7 @@ from napari.layers import Image
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
+from selfnet import api
 from selfnet.errors import CancelToken, SelfnetError
 from selfnet.napari import _logic as logic
 
@@ -48,19 +49,38 @@ class _LayerWidget(Container):
         return logic.current_stack(layer.data, lead)
 
 
-class RestoreWidget(_LayerWidget):
+class _StackWidget(_LayerWidget):
+    """A layer chooser and its voxel size (µm), prefilled from the layer's scale."""
+
+    def __init__(self, viewer: "napari.viewer.Viewer", label: str) -> None:
+        super().__init__(viewer)
+        self.layer = ComboBox(label=label, choices=self.image_layers)
+        self.dz = FloatSpinBox(label="z step (µm)", min=0.0001, max=10000, step=0.0001, value=1.0)
+        self.dy = FloatSpinBox(label="y pixel (µm)", min=0.0001, max=10000, step=0.0001, value=1.0)
+        self.dx = FloatSpinBox(label="x pixel (µm)", min=0.0001, max=10000, step=0.0001, value=1.0)
+        self.extend([self.layer, self.dz, self.dy, self.dx])
+        self.layer.changed.connect(self.prefill)
+
+    def prefill(self, _value: Any = None) -> None:
+        """Voxel sizes from the chosen layer's scale (µm); the user may edit them."""
+        layer = self.layer.value
+        if layer is not None and layer.ndim >= 3:
+            self.dz.value, self.dy.value, self.dx.value = logic.spacing_from_scale(layer.scale)
+
+    def spacing(self) -> tuple[float, float, float]:
+        """The voxel size in the fields."""
+        return (self.dz.value, self.dy.value, self.dx.value)
+
+
+class RestoreWidget(_StackWidget):
     """Train on a layer and restore it (or apply a saved model); the result becomes a new isotropic layer."""
 
     def __init__(self, viewer: "napari.viewer.Viewer") -> None:
-        super().__init__(viewer)
+        super().__init__(viewer, "image")
         self.train_options: dict[str, Any] = {}  # extra training-config fields (tests use tiny ones)
         self.worker: Any = None
         self.token: CancelToken | None = None
         self.last_result: logic.JobResult | None = None
-        self.layer = ComboBox(label="image", choices=self.image_layers)
-        self.dz = FloatSpinBox(label="z step (µm)", min=0.0001, max=10000, step=0.0001, value=1.0)
-        self.dy = FloatSpinBox(label="y pixel (µm)", min=0.0001, max=10000, step=0.0001, value=1.0)
-        self.dx = FloatSpinBox(label="x pixel (µm)", min=0.0001, max=10000, step=0.0001, value=1.0)
         self.mode = RadioButtons(label="job", choices=list(logic.MODES), value="train and restore")
         self.minutes = FloatSpinBox(label="budget (min)", min=0.01, max=1440, step=0.5, value=5.0)
         self.device = ComboBox(label="device", choices=list(logic.DEVICES), value="auto")
@@ -75,21 +95,13 @@ class RestoreWidget(_LayerWidget):
         self.status = Label(label="status", value="ready")
         self.qc = Label(label="isotropy", value="")
         self.qc.native.setMinimumHeight(3 * self.qc.native.fontMetrics().lineSpacing() + 6)  # three QC lines
-        self.extend([self.layer, self.dz, self.dy, self.dx, self.mode, self.minutes, self.device, self.model,
-                     self.save_model, self.psf, self.resume, self.run_button, self.cancel_button, self.progress,
-                     self.status, self.qc])
-        self.layer.changed.connect(self.prefill)
+        self.extend([self.mode, self.minutes, self.device, self.model, self.save_model, self.psf, self.resume,
+                     self.run_button, self.cancel_button, self.progress, self.status, self.qc])
         self.mode.changed.connect(self.show_mode)
         self.run_button.changed.connect(self.start)
         self.cancel_button.changed.connect(self.cancel)
         self.show_mode()
         self.prefill()
-
-    def prefill(self, _value: Any = None) -> None:
-        """Voxel sizes from the chosen layer's scale (µm); the user may edit them."""
-        layer = self.layer.value
-        if layer is not None and layer.ndim >= 3:
-            self.dz.value, self.dy.value, self.dx.value = logic.spacing_from_scale(layer.scale)
 
     def show_mode(self, _value: Any = None) -> None:
         """Training fields for "train and restore", the model field for "apply a saved model"."""
@@ -101,7 +113,7 @@ class RestoreWidget(_LayerWidget):
     def request(self) -> logic.RestoreRequest:
         """The job the fields describe."""
         return logic.RestoreRequest(
-            spacing=(self.dz.value, self.dy.value, self.dx.value), mode=logic.MODES[self.mode.value],
+            spacing=self.spacing(), mode=logic.MODES[self.mode.value],
             minutes=self.minutes.value, device=self.device.value, model=logic.optional_path(self.model.value),
             save_model=logic.optional_path(self.save_model.value), resume=self.resume.value,
             options=dict(self.train_options) | logic.psf_option(self.psf.value))
@@ -202,4 +214,54 @@ class QCWidget(_LayerWidget):
             show_error(f"selfnet: {message}")
 
 
-__all__ = ["QCWidget", "RestoreWidget"]
+class PsfWidget(_StackWidget):
+    """Average the isolated beads of a bead-recording layer into a PSF file, for the restore widget's PSF field."""
+
+    def __init__(self, viewer: "napari.viewer.Viewer") -> None:
+        super().__init__(viewer, "bead recording")
+        self.worker: Any = None
+        self.last_result: tuple[Any, str] | None = None
+        self.box_z = FloatSpinBox(label="PSF box z (µm)", min=0.01, max=1000, step=0.5, value=api.PSF_BOX_UM[0])
+        self.box_xy = FloatSpinBox(label="PSF box x, y (µm)", min=0.01, max=1000, step=0.5, value=api.PSF_BOX_UM[1])
+        self.output = FileEdit(label="save PSF to", mode="w", filter="*.tif *.tiff *.npy")
+        self.overwrite = CheckBox(text="replace an existing file")
+        self.run_button = PushButton(text="Make PSF")
+        self.result = Label(label="result", value="")
+        self.extend([self.box_z, self.box_xy, self.output, self.overwrite, self.run_button, self.result])
+        self.run_button.changed.connect(self.start)
+        self.prefill()
+
+    def start(self, _value: Any = None) -> None:
+        """Average in a background thread; the PSF becomes a layer when done."""
+        layer = self.layer.value
+        if layer is None:
+            show_error("selfnet: open or pick the bead recording's layer first")
+            return
+        try:
+            stack = self.stack_of(layer)
+        except SelfnetError as err:
+            show_error(f"selfnet: {err}")
+            return
+        box = (self.box_z.value, self.box_xy.value, self.box_xy.value)
+        self.worker = create_worker(logic.make_psf, stack, self.spacing(), box,
+                                    logic.optional_path(self.output.value), self.overwrite.value,
+                                    _start_thread=False)
+        self.worker.returned.connect(lambda result: self.on_result(result, layer.name))
+        self.worker.finished.connect(lambda: setattr(self.run_button, "enabled", True))
+        self.run_button.enabled, self.result.value = False, "finding beads…"
+        self.worker.start()
+
+    def on_result(self, result: tuple[Any, str], name: str) -> None:
+        """Show the PSF as a layer with its summary, or the one-line reason it could not be made."""
+        self.last_result = result
+        average, message = result
+        if average is None:
+            self.result.value = ""
+            show_error(f"selfnet: {message}")
+            return
+        self.viewer.add_image(average.psf, name=f"{name} PSF", scale=average.spacing, units=UNITS,
+                              metadata={"selfnet": {"path": str(average.path)}})
+        self.result.value = f"{message}\nwritten to {average.path}"
+
+
+__all__ = ["PsfWidget", "QCWidget", "RestoreWidget"]

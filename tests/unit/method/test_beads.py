@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from selfnet.errors import InputError
 from selfnet.method.beads import average_beads
-from selfnet.method.psf import kernel_from_psf
+from selfnet.method.psf import kernel_from_psf, subvoxel_peak
 from selfnet.phantoms.optics import bead_recording
 
 DX = 0.1
@@ -80,3 +80,10 @@ def test_noise_away_from_the_bead_does_not_widen_the_kernel() -> None:
     speckled = psf.copy()
     speckled[2, 2, 20] = speckled[38, 30, 20] = 0.2 * psf.max()  # hot pixels far from the bead, in its XZ plane
     assert kernel_from_psf(speckled, (DX, DX, DX), DX).sigma == pytest.approx(clean.sigma, rel=0.01)
+
+
+def test_the_average_peaks_on_its_central_voxel() -> None:
+    stack = bead_recording(gaussian_psf(), (96, 128, 128), 6, z_step=2, photons=5000, seed=3)
+    average = average_beads(stack, (2 * DX, DX, DX), box_um=(4.8, 1.6, 1.6))
+    centre = np.array(average.psf.shape) // 2
+    assert np.abs(subvoxel_peak(average.psf) - centre).max() < 0.1

@@ -87,3 +87,10 @@ def test_psf_whose_peak_is_at_its_edge_is_refused() -> None:
     psf[0, 4, 4] = 1.0
     with pytest.raises(InputError, match="edge"):
         kernel_from_psf(psf, (0.1, 0.1, 0.1), 0.1)
+
+
+def test_a_psf_peaking_between_voxels_gives_a_centred_kernel() -> None:
+    psf = ndimage.shift(gaussian_psf(1.2, 3.0), (0.4, 0.0, 0.2), order=3)  # the bead sat between planes
+    profile = kernel_from_psf(psf, (0.1, 0.1, 0.1), 0.1).profile()
+    t = np.arange(len(profile)) - len(profile) // 2
+    assert abs((profile * t).sum() / profile.sum()) < 0.05
