@@ -112,6 +112,34 @@ def test_qc_widget_measures_before_and_after(viewer, qtbot, tiny_phantom):
     assert widget.result.value.startswith("isotropy")
 
 
+def test_psf_widget_adds_the_averaged_psf_and_writes_it(viewer, qtbot, tmp_path, monkeypatch):
+    import selfnet.napari._widget as widget_module
+    from selfnet.io import read_volume
+    from selfnet.phantoms.optics import bead_recording
+
+    shown: list[str] = []
+    monkeypatch.setattr(widget_module, "show_error", shown.append)
+    zz, yy, xx = np.meshgrid(np.arange(-12, 13), np.arange(-8, 9), np.arange(-8, 9), indexing="ij")
+    psf = np.exp(-0.5 * ((zz / 3.0) ** 2 + (yy**2 + xx**2) / 1.2**2))
+    beads = bead_recording(psf / psf.sum(), (96, 128, 128), 8, z_step=2, seed=0)
+    viewer.add_image(beads, name="beads", scale=(0.2, 0.1, 0.1))
+    widget = widget_module.PsfWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="selfnet psf")
+    assert widget.dz.value == pytest.approx(0.2) and widget.dx.value == pytest.approx(0.1)
+    widget.box_z.value, widget.box_xy.value = 4.8, 1.6
+    widget.run_button.clicked.emit()  # no file chosen: refused, nothing added
+    qtbot.waitUntil(lambda: widget.last_result is not None and widget.run_button.enabled, timeout=WAIT_MS)
+    assert "choose where to save" in shown[-1] and len(viewer.layers) == 1
+    widget.output.value = tmp_path / "psf.tif"
+    widget.last_result = None
+    widget.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: widget.last_result is not None and widget.run_button.enabled, timeout=WAIT_MS)
+    layer = viewer.layers["beads PSF"]
+    assert tuple(layer.scale) == pytest.approx((0.2, 0.1, 0.1)) and layer.data.shape == (25, 17, 17)
+    assert read_volume(tmp_path / "psf.tif").spacing == pytest.approx((0.2, 0.1, 0.1))
+    assert "average of" in widget.result.value and "psf.tif" in widget.result.value
+
+
 def test_sample_and_widgets_load_through_the_manifest(viewer):
     layers = viewer.open_sample("selfnet", "neurites")
     assert layers[0].data.ndim == 3 and layers[0].scale[0] == pytest.approx(4 * layers[0].scale[2])
@@ -119,6 +147,7 @@ def test_sample_and_widgets_load_through_the_manifest(viewer):
     assert widget.layer.value is layers[0]
     assert widget.dz.value == pytest.approx(layers[0].scale[0])
     viewer.window.add_plugin_dock_widget("selfnet", "Isotropy QC")
+    viewer.window.add_plugin_dock_widget("selfnet", "PSF from beads")
 
 
 def test_writer_saves_a_layer_with_its_scale(viewer, tmp_path):
