@@ -23,6 +23,7 @@ DETECT_SDS = 8.0  # a bead's smoothed peak must stand this many noise sds above 
 SIDE_LOBE = 0.1  # a maximum dimmer than this share of a brighter bead within its box is that bead's ring
 CLUMP = 1.6  # beads brighter than this multiple of the median bead are taken as clumps of two or more
 UPSAMPLE = 10  # alignment precision: 1 / UPSAMPLE voxel
+EDGE = 0.02  # light at a face of the box, as a share of the peak, above which the summary suggests a larger box
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,27 @@ class BeadAverage:
     fwhm_um: tuple[float, float, float]
     path: Path | None = None
 
+    def edge_light(self) -> tuple[float, float]:
+        """Light at the box's z faces and at its x/y faces (near their centres), as shares of the peak."""
+        p = self.psf
+        c = [n // 2 for n in p.shape]
+        w = [max(n // 6, 1) for n in p.shape]
+        near = [slice(ci - wi, ci + wi + 1) for ci, wi in zip(c, w)]
+        z = max(p[0, near[1], near[2]].mean(), p[-1, near[1], near[2]].mean())
+        lateral = max(p[near[0], 0, near[2]].mean(), p[near[0], -1, near[2]].mean(),
+                      p[near[0], near[1], 0].mean(), p[near[0], near[1], -1].mean())
+        return float(z / p.max()), float(lateral / p.max())
+
     def summary(self) -> str:
-        """One line: beads used and why the others were left out, and the PSF's FWHM (z, y, x)."""
+        """One line: beads used and why the others were left out, the PSF's FWHM (z, y, x), and a
+        hint when the PSF is cut by its box."""
         left = ", ".join(f"{n} {why}" for why, n in self.rejected.items() if n)
         z, y, x = self.fwhm_um
-        return (f"average of {self.used} of {self.found} beads{f' ({left})' if left else ''}; "
+        text = (f"average of {self.used} of {self.found} beads{f' ({left})' if left else ''}; "
                 f"FWHM z {z:.3g} µm, y {y:.3g} µm, x {x:.3g} µm")
+        cut = [f"{share:.0%} of its peak at the box's {side} faces"
+               for share, side in zip(self.edge_light(), ("z", "x/y")) if share > EDGE]
+        return text + (f"; the PSF still has {' and '.join(cut)}: a larger --box-um keeps its tails" if cut else "")
 
 
 def average_beads(stack: np.ndarray, spacing: tuple[float, float, float], *,

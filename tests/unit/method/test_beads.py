@@ -87,3 +87,11 @@ def test_the_average_peaks_on_its_central_voxel() -> None:
     average = average_beads(stack, (2 * DX, DX, DX), box_um=(4.8, 1.6, 1.6))
     centre = np.array(average.psf.shape) // 2
     assert np.abs(subvoxel_peak(average.psf) - centre).max() < 0.1
+
+
+def test_a_psf_cut_by_its_box_says_so() -> None:
+    stack = bead_recording(gaussian_psf(), (96, 128, 128), 8, z_step=1, photons=2000, seed=0)
+    whole = average_beads(stack, (DX, DX, DX), box_um=(2.4, 1.6, 1.6))
+    cut = average_beads(stack, (DX, DX, DX), box_um=(0.8, 1.6, 1.6))
+    assert max(whole.edge_light()) < 0.02 and "larger --box-um" not in whole.summary()
+    assert cut.edge_light()[0] > 0.05 and "at the box's z faces: a larger --box-um" in cut.summary()
