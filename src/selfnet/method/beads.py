@@ -67,7 +67,7 @@ def average_beads(stack: np.ndarray, spacing: tuple[float, float, float], *,
 
     ``box_um`` is the PSF's extent; a bead needs its whole box inside the stack and no other bead in it.
     """
-    data = np.asarray(stack, dtype=np.float64)
+    data = np.asarray(stack, dtype=np.float32)  # crops are taken in float64
     if data.ndim != 3:
         raise InputError(f"a bead stack must be 3D (Z, Y, X), got shape {data.shape}")
     if not np.isfinite(data).all():
@@ -144,7 +144,7 @@ def _saturated(stack: np.ndarray, peak: np.ndarray) -> bool:
 
 def _crop(data: np.ndarray, peak: np.ndarray, half: tuple[int, ...]) -> np.ndarray:
     """The bead's box less its own background (the median of the box's faces)."""
-    box = data[tuple(slice(p - h, p + h + 1) for p, h in zip(peak, half))]
+    box = data[tuple(slice(p - h, p + h + 1) for p, h in zip(peak, half))].astype(np.float64)
     faces = np.concatenate([box[[0, -1]].ravel(), box[:, [0, -1]].ravel(), box[:, :, [0, -1]].ravel()])
     return box - np.median(faces)
 
