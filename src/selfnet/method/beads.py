@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from selfnet.errors import InputError
-from selfnet.method.psf import centred
+from selfnet.method.psf import centred, fwhm_samples
 
 BOX_UM = (6.0, 3.0, 3.0)  # default (z, y, x) extent of the averaged PSF, µm
 DETECT_SDS = 8.0  # a bead's smoothed peak must stand this many noise sds above the background
@@ -180,21 +180,5 @@ def _fwhm(psf: np.ndarray, spacing: tuple[float, float, float]) -> tuple[float, 
     for axis, step in enumerate(spacing):
         index = list(peak)
         index[axis] = slice(None)
-        widths.append(_width(psf[tuple(index)]) * step)
+        widths.append(fwhm_samples(psf[tuple(index)]) * step)
     return tuple(widths)
-
-
-def _width(profile: np.ndarray) -> float:
-    """Width (samples) of a profile at half its maximum, by linear interpolation of both flanks."""
-    p = np.asarray(profile, dtype=np.float64)
-    i = int(np.argmax(p))
-    half = p[i] / 2
-    left = i
-    while left > 0 and p[left - 1] > half:
-        left -= 1
-    right = i
-    while right < len(p) - 1 and p[right + 1] > half:
-        right += 1
-    lo = left - (p[left] - half) / (p[left] - p[left - 1]) if left > 0 else float(left)
-    hi = right + (p[right] - half) / (p[right] - p[right + 1]) if right < len(p) - 1 else float(right)
-    return float(hi - lo)

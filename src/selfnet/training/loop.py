@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ from selfnet.method.kernel import (
 from selfnet.method.losses import charbonnier, lsgan, restoration_loss
 from selfnet.method.nets import DegradationGenerator, PatchDiscriminator, ResNet2d
 from selfnet.method.normalize import Normalizer, fit_normalizer
-from selfnet.method.psf import MeasuredKernel, kernel_from_psf
+from selfnet.method.psf import WIDEFIELD, MeasuredKernel, kernel_from_psf, out_of_focus_spread
 from selfnet.method.resample import blur_matrix, degrade_matrix, zinterp
 from selfnet.model import Model
 from selfnet.training.patches import sample_axial_patches, sample_xy_patches
@@ -192,7 +193,12 @@ def psf_kernel(cfg: TrainConfig, pixel_um: float) -> MeasuredKernel | None:
         no_size = str(err).startswith("no ")
         text = f"{cfg.psf} has no voxel size: save it with its calibration (ImageJ or OME-TIFF)" if no_size else err
         raise InputError(f"PSF: {text}") from None
-    return kernel_from_psf(np.asarray(psf.data), psf.spacing, pixel_um)
+    data = np.asarray(psf.data)
+    if (spread := out_of_focus_spread(data)) > WIDEFIELD:
+        warnings.warn(f"PSF {Path(cfg.psf).name} looks wide-field (its light per plane spreads {spread:.1f}x wider "
+                      "along z than its centre): on wide-field stacks the blur estimated from the stack did better "
+                      "(docs/BENCHMARKS.md); compare with a run without the PSF", stacklevel=2)
+    return kernel_from_psf(data, psf.spacing, pixel_um)
 
 
 def resolution_axial_sigma(norm_volume: np.ndarray, ratio: float) -> float:

@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from selfnet.errors import InputError
 from selfnet.method.kernel import profile_sigma
-from selfnet.method.psf import kernel_from_psf
+from selfnet.method.psf import WIDEFIELD, kernel_from_psf, out_of_focus_spread
 
 
 def gaussian_psf(lateral: float, axial: float, shape: tuple[int, int, int] = (41, 41, 41),
@@ -94,3 +94,12 @@ def test_a_psf_peaking_between_voxels_gives_a_centred_kernel() -> None:
     profile = kernel_from_psf(psf, (0.1, 0.1, 0.1), 0.1).profile()
     t = np.arange(len(profile)) - len(profile) // 2
     assert abs((profile * t).sum() / profile.sum()) < 0.05
+
+
+def test_a_wide_field_psf_is_told_from_a_confocal_one() -> None:
+    z = np.arange(-30, 31)[:, None, None]
+    r2 = (np.arange(-30, 31)[None, :, None] ** 2 + np.arange(-30, 31)[None, None, :] ** 2)
+    width = 1.2 + 0.5 * np.abs(z)  # out-of-focus light spreads, each plane keeps the same total
+    widefield = np.exp(-0.5 * r2 / width**2) / width**2
+    assert out_of_focus_spread(gaussian_psf(1.2, 3.0)) == pytest.approx(1.0, abs=0.05)
+    assert out_of_focus_spread(widefield) > WIDEFIELD

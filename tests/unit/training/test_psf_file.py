@@ -1,0 +1,36 @@
+"""Reading the config's PSF file for training: a wide-field PSF is used but warned about, a confocal-like one is not."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import tifffile
+
+from selfnet.config import TrainConfig
+from selfnet.training.loop import psf_kernel
+
+
+def write(path, psf: np.ndarray, dx: float = 0.1):
+    tifffile.imwrite(path, psf.astype(np.float32), imagej=True, resolution=(1 / dx, 1 / dx),
+                     metadata={"spacing": dx, "unit": "um", "axes": "ZYX"})
+    return path
+
+
+def test_a_wide_field_psf_is_warned_about(tmp_path):
+    z = np.arange(-30, 31)[:, None, None]
+    r2 = np.arange(-30, 31)[None, :, None] ** 2 + np.arange(-30, 31)[None, None, :] ** 2
+    width = 1.2 + 0.5 * np.abs(z)
+    path = write(tmp_path / "wf.tif", np.exp(-0.5 * r2 / width**2) / width**2)
+    with pytest.warns(UserWarning, match="looks wide-field"):
+        kernel = psf_kernel(TrainConfig(psf=str(path)), 0.1)
+    assert kernel is not None and kernel.taps().sum() == pytest.approx(1.0)
+
+
+def test_a_confocal_like_psf_is_not(tmp_path):
+    zz, yy, xx = np.meshgrid(np.arange(-15, 16), np.arange(-10, 11), np.arange(-10, 11), indexing="ij")
+    path = write(tmp_path / "c.tif", np.exp(-0.5 * ((zz / 3.0) ** 2 + (yy**2 + xx**2) / 1.2**2)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert psf_kernel(TrainConfig(psf=str(path)), 0.1) is not None
