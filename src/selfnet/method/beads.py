@@ -161,7 +161,9 @@ def _without_clumps(crops: list[np.ndarray], rejected: dict[str, int]) -> list[n
 
 def _aligned_mean(crops: list[np.ndarray]) -> np.ndarray:
     """Sum of the crops, each shifted (cubic spline) onto the first estimate of their average, twice."""
-    from skimage.registration import phase_cross_correlation  # only here: importing it is slow
+    from skimage.registration import (
+        phase_cross_correlation,  # only here: importing it is slow
+    )
 
     reference = np.sum(crops, axis=0)
     for _ in range(2):

@@ -39,7 +39,12 @@ from selfnet.method.kernel import (
 from selfnet.method.losses import charbonnier, lsgan, restoration_loss
 from selfnet.method.nets import DegradationGenerator, PatchDiscriminator, ResNet2d
 from selfnet.method.normalize import Normalizer, fit_normalizer
-from selfnet.method.psf import WIDEFIELD, MeasuredKernel, kernel_from_psf, out_of_focus_spread
+from selfnet.method.psf import (
+    WIDEFIELD,
+    MeasuredKernel,
+    kernel_from_psf,
+    out_of_focus_spread,
+)
 from selfnet.method.resample import blur_matrix, degrade_matrix, zinterp
 from selfnet.model import Model
 from selfnet.training.patches import sample_axial_patches, sample_xy_patches
