@@ -228,6 +228,13 @@ def _restrict(series: SeriesOptions, read: ReadOptions) -> SeriesOptions:
     return SeriesOptions.make(**{**series.model_dump(), **picks})
 
 
+def _psf_channel(cfg: TrainConfig, read: ReadOptions) -> TrainConfig:
+    """One channel of a multi-channel file (``--channel N``) takes channel N of a multi-channel PSF."""
+    if cfg.psf is None or cfg.psf_channel is not None or read.channel is None:
+        return cfg
+    return cfg.model_copy(update={"psf_channel": read.channel})
+
+
 def _config(config: TrainConfig | str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
     """The training config: a file or object, with the options actually given (not None) on top."""
     if isinstance(config, (str, Path)):
@@ -311,7 +318,7 @@ def train(source: Source, spacing: Spacing | None = None, *, output: str | Path 
         raise ConfigError(f"train() does not take {', '.join(out_opts)}")
     series = _series_options(series, read_opts)
     read = _merge_read(read, read_opts)
-    cfg = _config(config, train_opts)
+    cfg = _psf_channel(_config(config, train_opts), read)
     torch_device = resolve_device(device)
     ckpt = None
     if output is not None:
@@ -560,7 +567,7 @@ def run(source: Source, output: str | Path | None = None, *, spacing: Spacing | 
         check_output_path(save_model, overwrite=spec.overwrite, suffixes=MODEL_SUFFIXES)
     report_path = _check_report_path(out, spec.overwrite) if (report and out is not None) else None
     torch_device = resolve_device(device)
-    cfg = _config(config, train_opts)
+    cfg = _psf_channel(_config(config, train_opts), read)
     layout = _series_layout(source, read)
     if layout is not None:
         if out is None:
@@ -895,25 +902,58 @@ def _report_file(folder: Path, name: str, overwrite: bool) -> Path:
 # --- psf (a PSF distilled from a bead recording; selfnet.method.beads) --------------------------------
 
 
+@dataclass(frozen=True)
+class BeadPSF:
+    """What :func:`psf` wrote: the PSF file, and per channel the beads averaged into it."""
+
+    path: Path
+    channels: list[Any]
+    """One :class:`~selfnet.method.beads.BeadAverage` per channel of the PSF file (one for a plain stack)."""
+
+    def summary(self) -> str:
+        """The beads used and the PSF's FWHM, per channel where the file has several."""
+        if len(self.channels) == 1:
+            return self.channels[0].summary()
+        return "; ".join(f"channel {c}: {average.summary()}" for c, average in enumerate(self.channels))
+
+
 def psf(beads: Source, output: str | Path, *, spacing: Spacing | None = None, read: ReadOptions | None = None,
-        box_um: tuple[float, ...] | str | None = None, overwrite: bool = False) -> Any:
+        box_um: tuple[float, ...] | str | None = None, overwrite: bool = False) -> BeadPSF:
     """Average the isolated beads of a bead recording into a PSF file ``output`` (TIFF, OME-TIFF or .npy).
 
     The PSF (unit sum, background 0, on the recording's voxel grid and with its voxel size) is what
     ``psf=`` / ``--psf`` takes. ``box_um`` is its (z, y, x) extent in µm: each bead needs that box
-    inside the stack and to itself. Returns a :class:`~selfnet.method.beads.BeadAverage` with ``path``.
+    inside the stack and to itself. A multi-channel recording (no ``channel=``) gives one PSF per
+    channel in one file, and a multi-channel stack trained with it takes channel N's PSF for channel N.
     """
-    import dataclasses
-
+    from selfnet.io.write import write_array
     from selfnet.method.beads import average_beads
 
     box = PSF_BOX_UM if box_um is None else _box(box_um)
     _refuse_in_place(beads, [output])
     path = check_output_path(output, overwrite=overwrite, suffixes=(".tif", ".tiff", ".npy"))
-    vol = _bead_volume(beads, spacing, read or ReadOptions())
-    average = average_beads(np.asarray(vol.data), vol.spacing, box_um=box)
-    written = write_volume(path, average.psf.astype(np.float32), average.spacing, overwrite=overwrite)
-    return dataclasses.replace(average, path=written)
+    stacks, voxel, names = _bead_stacks(beads, spacing, read or ReadOptions())
+    averages = [average_beads(stack, voxel, box_um=box) for stack in stacks]
+    data = np.stack([a.psf for a in averages]) if len(averages) > 1 else averages[0].psf
+    written = write_array(path, data.astype(np.float32), voxel, axes="CZYX" if len(averages) > 1 else "ZYX",
+                          overwrite=overwrite, display={"names": names} if names else None)
+    return BeadPSF(written, averages)
+
+
+def _bead_stacks(source: Source, spacing: Spacing | None, read: ReadOptions) -> tuple[list[np.ndarray], Spacing, Any]:
+    """The recording's stacks (every channel, unless one is chosen), their voxel size and channel names."""
+    from selfnet.io.series import probe_series, series_volume
+
+    if isinstance(source, (str, Path)) and read.channel is None:
+        layout = probe_series(source, **read.model_dump(exclude={"level"}))
+        if layout.n_c > 1:
+            if layout.n_t > 1 and read.timepoint is None:
+                raise ConfigError(f"{source} has {layout.n_t} time points: pick the beads' with --timepoint")
+            t = read.timepoint or 0
+            return ([np.asarray(series_volume(layout, t, c).data) for c in range(layout.n_c)], layout.spacing,
+                    layout.display.get("names"))
+    vol = _bead_volume(source, spacing, read)
+    return [np.asarray(vol.data)], vol.spacing, None
 
 
 def _box(box_um: Any) -> tuple[float, float, float]:
@@ -970,6 +1010,7 @@ def info(model: str | Path) -> dict[str, Any]:
 
 __all__ = [
     "PSF_BOX_UM",
+    "BeadPSF",
     "CancelToken",
     "Cancelled",
     "ProgressEvent",

@@ -277,7 +277,7 @@ def psf(
     lateral_um: LateralOpt = None, axial_um: AxialOpt = None, timepoint: TimeOpt = None, channel: ChannelOpt = None,
     axes: AxesOpt = None, overwrite: OverwriteOpt = False,
 ) -> None:
-    """Average the isolated beads of a bead recording into a PSF for --psf, and print its FWHM."""
+    """Average the isolated beads of a bead recording into a PSF for --psf (one per channel), and print its FWHM."""
     result = api.psf(input, output, read=_read(lateral_um, axial_um, timepoint, channel, axes), box_um=box_um,
                      overwrite=overwrite)
     typer.echo(f"selfnet: wrote {result.path}: {result.summary()}", err=True)

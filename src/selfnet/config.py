@@ -21,7 +21,7 @@ from pydantic import (
 
 from selfnet.errors import ConfigError
 
-CONFIG_VERSION = 2  # 2: ``psf``
+CONFIG_VERSION = 3  # 2: ``psf``; 3: ``psf_channel``
 
 
 class NetConfig(BaseModel):
@@ -91,6 +91,9 @@ class TrainConfig(BaseModel):
     psf: str | None = Field(None, description=(
         "a measured (beads) or computed PSF file (TIFF, OME-TIFF or .npy, Z Y X, with its voxel size) that "
         "gives the axial blur G_A starts from, instead of fitting it to the stack's spectra"))
+    psf_channel: int | None = Field(None, ge=0, description=(
+        "which channel of a multi-channel PSF file this model's channel takes (set per channel when a "
+        "multi-channel stack trains, or from --channel); a single-channel PSF serves every channel"))
     seed: int = Field(0, ge=0, le=2**32 - 1)
 
     @field_validator("version")

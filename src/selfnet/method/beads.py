@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
@@ -36,7 +35,6 @@ class BeadAverage:
     used: int
     rejected: dict[str, int]
     fwhm_um: tuple[float, float, float]
-    path: Path | None = None
 
     def edge_light(self) -> tuple[float, float]:
         """Light at the box's z faces and at its x/y faces (near their centres), as shares of the peak."""

@@ -238,12 +238,12 @@ def measure_or_error(stack: Any, spacing: Spacing, restored: Any = None,
 
 
 def make_psf(stack: Any, spacing: Spacing, box_um: tuple[float, float, float], output: Path | None,
-             overwrite: bool = False) -> tuple[Any, str]:
-    """``api.psf`` for a worker thread: ``(BeadAverage, summary)``, or ``(None, one-line reason)``."""
+             overwrite: bool = False) -> tuple[api.BeadPSF | None, str]:
+    """``api.psf`` for a worker thread: ``(BeadPSF, summary)``, or ``(None, one-line reason)``."""
     try:
         if output is None:
             raise ConfigError("choose where to save the PSF (.tif or .npy)")
-        average = api.psf(np.asarray(stack), output, spacing=spacing, box_um=box_um, overwrite=overwrite)
+        result = api.psf(np.asarray(stack), output, spacing=spacing, box_um=box_um, overwrite=overwrite)
     except SelfnetError as err:
         return None, str(err)
-    return average, average.summary()
+    return result, result.summary()

@@ -254,14 +254,15 @@ class PsfWidget(_StackWidget):
     def on_result(self, result: tuple[Any, str], name: str) -> None:
         """Show the PSF as a layer with its summary, or the one-line reason it could not be made."""
         self.last_result = result
-        average, message = result
-        if average is None:
+        written, message = result
+        if written is None:
             self.result.value = ""
             show_error(f"selfnet: {message}")
             return
+        average = written.channels[0]
         self.viewer.add_image(average.psf, name=f"{name} PSF", scale=average.spacing, units=UNITS,
-                              metadata={"selfnet": {"path": str(average.path)}})
-        self.result.value = f"{message}\nwritten to {average.path}"
+                              metadata={"selfnet": {"path": str(written.path)}})
+        self.result.value = f"{message}\nwritten to {written.path}"
 
 
 __all__ = ["PsfWidget", "QCWidget", "RestoreWidget"]

@@ -186,18 +186,32 @@ def _estimate_kernel(norm_volume: np.ndarray, iso: np.ndarray, xy_lr: np.ndarray
     return fitted, "spectra", evidence
 
 
-def psf_kernel(cfg: TrainConfig, pixel_um: float) -> MeasuredKernel | None:
-    """The axial kernel from ``cfg.psf`` (a PSF file) on the stack's ``pixel_um`` grid; None without one."""
-    if cfg.psf is None:
-        return None
+def _read_psf(path: str, channel: int | None) -> Any:
+    """The PSF file as a Volume; of a multi-channel PSF, channel ``channel`` (the channel being trained)."""
+    from selfnet.io.series import probe_series
     from selfnet.io.volume import read_volume
 
     try:
-        psf = read_volume(cfg.psf)
+        channels = probe_series(path).n_c
+        if channels == 1:
+            return read_volume(path)
+        if channel is None or channel >= channels:
+            which = "no channel was chosen" if channel is None else f"none for channel {channel}"
+            raise InputError(f"{path} has {channels} channels and {which}: a multi-channel PSF goes with a "
+                             "multi-channel stack trained per channel, or with --channel N")
+        return read_volume(path, channel=channel)
     except InputError as err:
         no_size = str(err).startswith("no ")
-        text = f"{cfg.psf} has no voxel size: save it with its calibration (ImageJ or OME-TIFF)" if no_size else err
+        text = f"{path} has no voxel size: save it with its calibration (ImageJ or OME-TIFF)" if no_size else err
         raise InputError(f"PSF: {text}") from None
+
+
+def psf_kernel(cfg: TrainConfig, pixel_um: float) -> MeasuredKernel | None:
+    """The axial kernel from ``cfg.psf`` (a PSF file; its channel ``cfg.psf_channel`` if it has several) on the
+    stack's ``pixel_um`` grid; None without one."""
+    if cfg.psf is None:
+        return None
+    psf = _read_psf(cfg.psf, cfg.psf_channel)
     data = np.asarray(psf.data)
     if (spread := out_of_focus_spread(data)) > WIDEFIELD:
         warnings.warn(f"PSF {Path(cfg.psf).name} looks wide-field (its light per plane spreads {spread:.1f}x wider "
