@@ -235,6 +235,17 @@ def _psf_channel(cfg: TrainConfig, read: ReadOptions) -> TrainConfig:
     return cfg.model_copy(update={"psf_channel": read.channel})
 
 
+def _check_psf(cfg: TrainConfig, layout: Any, series: SeriesOptions | None) -> None:
+    """Read the PSF file (one channel per channel trained, for a multi-channel one) before any work starts."""
+    if cfg.psf is None:
+        return
+    from selfnet import series as S
+    from selfnet.training.loop import check_psf
+
+    plan = S.plan_series(layout, series) if layout is not None and series is not None else None
+    check_psf(cfg, [None] if plan is None or plan.shared else list(plan.channels))
+
+
 def _config(config: TrainConfig | str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
     """The training config: a file or object, with the options actually given (not None) on top."""
     if isinstance(config, (str, Path)):
@@ -326,6 +337,7 @@ def train(source: Source, spacing: Spacing | None = None, *, output: str | Path 
         check_output_path(output, overwrite=overwrite, suffixes=MODEL_SUFFIXES)
         ckpt = _checkpoint_for(Path(output), resume, overwrite)
     layout = _series_layout(source, read)
+    _check_psf(cfg, layout, _restrict(series, read) if layout is not None else None)
     if layout is not None:
         return _train_series(layout, _restrict(series, read), cfg, torch_device, output, overwrite, resume, progress,
                              cancel)
@@ -439,6 +451,7 @@ def restore(source: Source, model: Model | str | Path, spacing: Spacing | None =
     device_name = str(resolve_device(device))
     models = _model_set(model)
     layout = _series_layout(source, read)
+    _check_psf(cfg, layout, _restrict(series, read) if layout is not None else None)
     if layout is not None:
         if out is None:
             raise ConfigError("a multi-channel / time-lapse stack is restored into a file: give an output")
@@ -569,6 +582,7 @@ def run(source: Source, output: str | Path | None = None, *, spacing: Spacing | 
     torch_device = resolve_device(device)
     cfg = _psf_channel(_config(config, train_opts), read)
     layout = _series_layout(source, read)
+    _check_psf(cfg, layout, _restrict(series, read) if layout is not None else None)
     if layout is not None:
         if out is None:
             raise ConfigError("a multi-channel / time-lapse stack is restored into a file: give an output")

@@ -107,3 +107,8 @@ def test_a_two_channel_recording_gives_each_channel_of_a_stack_its_psf(fast_conf
     one = selfnet.train(two, config=fast_config, psf=str(tmp_path / "psf2.tif"), channel=1, device="cpu",
                         progress=False)
     assert one.config.psf_channel == 1 and one.summary["estimated_axial_sigma_px"] == pytest.approx(sigmas[1])
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(selfnet.SelfnetError, match="2 channels and no channel was chosen"):  # before any work
+        selfnet.run(two, tmp_path / "iso.tif", config=fast_config, psf=str(tmp_path / "psf2.tif"), shared_model=True,
+                    device="cpu", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

@@ -206,6 +206,12 @@ def _read_psf(path: str, channel: int | None) -> Any:
         raise InputError(f"PSF: {text}") from None
 
 
+def check_psf(cfg: TrainConfig, channels: list[int | None]) -> None:
+    """Refuse, in one line, a PSF file that cannot be read, or that has no channel for one of ``channels``."""
+    for channel in channels:
+        _read_psf(cfg.psf, cfg.psf_channel if cfg.psf_channel is not None else channel)
+
+
 def psf_kernel(cfg: TrainConfig, pixel_um: float) -> MeasuredKernel | None:
     """The axial kernel from ``cfg.psf`` (a PSF file; its channel ``cfg.psf_channel`` if it has several) on the
     stack's ``pixel_um`` grid; None without one."""
