@@ -451,7 +451,6 @@ def restore(source: Source, model: Model | str | Path, spacing: Spacing | None =
     device_name = str(resolve_device(device))
     models = _model_set(model)
     layout = _series_layout(source, read)
-    _check_psf(cfg, layout, _restrict(series, read) if layout is not None else None)
     if layout is not None:
         if out is None:
             raise ConfigError("a multi-channel / time-lapse stack is restored into a file: give an output")
