@@ -125,6 +125,7 @@ def test_psf_widget_adds_the_averaged_psf_and_writes_it(viewer, qtbot, tmp_path,
     viewer.add_image(beads, name="beads", scale=(0.2, 0.1, 0.1))
     widget = widget_module.PsfWidget(viewer)
     viewer.window.add_dock_widget(widget, name="selfnet psf")
+    restore = widget_module.RestoreWidget(viewer)
     assert widget.dz.value == pytest.approx(0.2) and widget.dx.value == pytest.approx(0.1)
     widget.box_z.value, widget.box_xy.value = 4.8, 1.6
     widget.run_button.clicked.emit()  # no file chosen: refused, nothing added
@@ -138,6 +139,7 @@ def test_psf_widget_adds_the_averaged_psf_and_writes_it(viewer, qtbot, tmp_path,
     assert tuple(layer.scale) == pytest.approx((0.2, 0.1, 0.1)) and layer.data.shape == (25, 17, 17)
     assert read_volume(tmp_path / "psf.tif").spacing == pytest.approx((0.2, 0.1, 0.1))
     assert "average of" in widget.result.value and "psf.tif" in widget.result.value
+    assert Path(restore.psf.value) == tmp_path / "psf.tif"  # the restore widget takes the PSF just made
 
 
 def test_sample_and_widgets_load_through_the_manifest(viewer):

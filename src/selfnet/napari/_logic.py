@@ -198,6 +198,12 @@ def psf_option(value: Any) -> dict[str, str]:
     return {} if path is None else {"psf": str(path)}
 
 
+def psf_of_layer(layer: Any) -> Path | None:
+    """The PSF file a layer shows, when the *PSF from beads* widget made it (its metadata say so)."""
+    path = (getattr(layer, "metadata", None) or {}).get("selfnet", {}).get("psf")
+    return Path(path) if path else None
+
+
 def progress_text(event: api.ProgressEvent) -> str:
     """``training stage 1 (CycleGAN): 12 / 50`` and the like; just the stage when it has no steps."""
     labels = {"restoring": "restoring slices", "blocks": "restoring blocks", "qc": "measuring isotropy"}

@@ -98,10 +98,17 @@ class RestoreWidget(_StackWidget):
         self.extend([self.mode, self.minutes, self.device, self.model, self.save_model, self.psf, self.resume,
                      self.run_button, self.cancel_button, self.progress, self.status, self.qc])
         self.mode.changed.connect(self.show_mode)
+        viewer.layers.events.inserted.connect(self.take_new_psf)
         self.run_button.changed.connect(self.start)
         self.cancel_button.changed.connect(self.cancel)
         self.show_mode()
         self.prefill()
+
+    def take_new_psf(self, event: Any) -> None:
+        """A PSF just made by the *PSF from beads* widget fills an empty PSF field."""
+        made = logic.psf_of_layer(getattr(event, "value", None))
+        if made is not None and logic.optional_path(self.psf.value) is None:
+            self.psf.value = made
 
     def show_mode(self, _value: Any = None) -> None:
         """Training fields for "train and restore", the model field for "apply a saved model"."""
@@ -261,7 +268,7 @@ class PsfWidget(_StackWidget):
             return
         average = written.channels[0]
         self.viewer.add_image(average.psf, name=f"{name} PSF", scale=average.spacing, units=UNITS,
-                              metadata={"selfnet": {"path": str(written.path)}})
+                              metadata={"selfnet": {"psf": str(written.path)}})
         self.result.value = f"{message}\nwritten to {written.path}"
 
 
