@@ -2,7 +2,7 @@
 
 One sub-resolution bead is too noisy to serve as ``--psf`` (at 2000 photons its kernel's z sd came
 out 6.0 px against 2.8), and a bead stack holds dozens. :func:`average_beads` keeps the beads that
-are bright, alone in their box, inside the stack, unsaturated and not a clump, aligns them on their
+are bright, alone in their box, inside the stack, unsaturated, not a hot pixel and not a clump, aligns them on their
 average (phase correlation, 1/10 voxel) and returns the mean, its peak on a voxel: a PSF on the stack's grid.
 """
 
@@ -21,6 +21,7 @@ BOX_UM = (6.0, 3.0, 3.0)  # default (z, y, x) extent of the averaged PSF, µm
 DETECT_SDS = 8.0  # a bead's smoothed peak must stand this many noise sds above the background
 SIDE_LOBE = 0.1  # a maximum dimmer than this share of a brighter bead within its box is that bead's ring
 CLUMP = 1.6  # beads brighter than this multiple of the median bead are taken as clumps of two or more
+HOT = 0.5  # a spot with more than this share of its light in one voxel is a hot pixel, not a bead
 UPSAMPLE = 10  # alignment precision: 1 / UPSAMPLE voxel
 EDGE = 0.02  # light at a face of the box, as a share of the peak, above which the summary suggests a larger box
 
@@ -72,15 +73,17 @@ def average_beads(stack: np.ndarray, spacing: tuple[float, float, float], *,
         raise InputError("the bead stack contains NaN or Inf values")
     half = tuple(max(math.ceil(b / 2 / s), 1) for b, s in zip(box_um, spacing))
     peaks, values = _maxima(data, half)
-    rejected = {"at the edge": 0, "crowded": 0, "saturated": 0, "clumped": 0}
+    rejected = {"at the edge": 0, "crowded": 0, "saturated": 0, "hot pixels": 0, "clumped": 0}
     crops = []
     for peak in _isolated(peaks, values, half, rejected):
         if not _inside(peak, half, data.shape):
             rejected["at the edge"] += 1
         elif _saturated(stack, peak):
             rejected["saturated"] += 1
+        elif (crop := _crop(data, peak, half)).max() > HOT * crop.sum():
+            rejected["hot pixels"] += 1
         else:
-            crops.append(_crop(data, peak, half))
+            crops.append(crop)
     crops = _without_clumps(crops, rejected)
     if not crops:
         raise InputError(f"no isolated bead found ({len(peaks)} bright spots: "

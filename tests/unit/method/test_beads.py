@@ -1,5 +1,5 @@
 """A PSF averaged from a bead recording: it has the beads' widths, is steadier than one bead, and
-leaves out beads at the edge, crowded, saturated or clumped; a stack without a lone bead is refused."""
+leaves out beads at the edge, crowded, saturated, hot pixels or clumped; a stack without a lone bead is refused."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def test_average_of_many_beads_gives_the_kernel_of_the_psf() -> None:
     assert kernel_from_psf(average.psf, average.spacing, DX).sigma == pytest.approx(truth, rel=0.1)
 
 
-def test_beads_at_the_edge_crowded_saturated_or_clumped_are_left_out() -> None:
+def test_beads_at_the_edge_crowded_saturated_hot_or_clumped_are_left_out() -> None:
     shape = (40, 120, 120)
     centres = [(20, 30, 30), (20, 30, 90), (20, 90, 30), (20, 90, 90),  # four lone beads
                (20, 60, 56), (20, 60, 66),  # a pair whose boxes overlap
@@ -61,8 +61,9 @@ def test_beads_at_the_edge_crowded_saturated_or_clumped_are_left_out() -> None:
     brightness = [3000.0] * 7 + [6000.0]
     stack = blobs(shape, centres, brightness)
     stack[20, 90, 90] = np.iinfo(np.uint16).max  # a saturated bead
+    stack[20, 100, 60] += 2000  # a hot pixel
     average = average_beads(stack, (DX, DX, DX), box_um=(2.0, 1.2, 1.2))
-    assert average.rejected == {"at the edge": 1, "crowded": 2, "saturated": 1, "clumped": 1}
+    assert average.rejected == {"at the edge": 1, "crowded": 2, "saturated": 1, "hot pixels": 1, "clumped": 1}
     assert average.used == 3
 
 
