@@ -936,13 +936,14 @@ def psf(beads: Source, output: str | Path, *, spacing: Spacing | None = None, re
 
     The PSF (unit sum, background 0, on the recording's voxel grid and with its voxel size) is what
     ``psf=`` / ``--psf`` takes. ``box_um`` is its (z, y, x) extent in µm: each bead needs that box
-    inside the stack and to itself. A multi-channel recording (no ``channel=``) gives one PSF per
+    inside the stack and to itself; without it the box starts at :data:`PSF_BOX_UM` and grows while
+    the PSF still reaches its faces. A multi-channel recording (no ``channel=``) gives one PSF per
     channel in one file, and a multi-channel stack trained with it takes channel N's PSF for channel N.
     """
     from selfnet.io.write import write_array
     from selfnet.method.beads import average_beads
 
-    box = PSF_BOX_UM if box_um is None else _box(box_um)
+    box = None if box_um is None else _box(box_um)
     _refuse_in_place(beads, [output])
     path = check_output_path(output, overwrite=overwrite, suffixes=(".tif", ".tiff", ".npy"))
     stacks, voxel, names = _bead_stacks(beads, spacing, read or ReadOptions())

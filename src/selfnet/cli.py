@@ -273,7 +273,7 @@ def demo(
 def psf(
     input: Annotated[Path, typer.Argument(help="Bead recording: a 3D stack of sparse sub-resolution fluorescent beads (TIFF, OME-TIFF, .npy or OME-Zarr) with its voxel size.", show_default=False)],
     output: Annotated[Path, typer.Option("-o", "--output", help="PSF file to write (.tif, .ome.tif or .npy), for `selfnet run --psf`.")],
-    box_um: Annotated[Optional[str], typer.Option("--box-um", help="Extent of the PSF in µm: Z,XY or Z,Y,X (default 6,3). Each bead needs this box inside the stack and to itself.")] = None,
+    box_um: Annotated[Optional[str], typer.Option("--box-um", help="Extent of the PSF in µm: Z,XY or Z,Y,X (default: 6,3, grown up to 2.25x while the PSF still reaches its faces). Each bead needs this box inside the stack and to itself.")] = None,
     lateral_um: LateralOpt = None, axial_um: AxialOpt = None, timepoint: TimeOpt = None, channel: ChannelOpt = None,
     axes: AxesOpt = None, overwrite: OverwriteOpt = False,
 ) -> None:

@@ -23,7 +23,8 @@ SIDE_LOBE = 0.1  # a maximum dimmer than this share of a brighter bead within it
 CLUMP = 1.6  # beads brighter than this multiple of the median bead are taken as clumps of two or more
 HOT = 0.5  # a spot with more than this share of its light in one voxel is a hot pixel, not a bead
 UPSAMPLE = 10  # alignment precision: 1 / UPSAMPLE voxel
-EDGE = 0.02  # light at a face of the box, as a share of the peak, above which the summary suggests a larger box
+EDGE = 0.02  # light at a face of the box, as a share of the peak, above which the box grows (or the summary says so)
+GROW, GROWTHS = 1.5, 2  # the default box grows by this factor, at most this many times
 
 
 @dataclass(frozen=True)
@@ -36,16 +37,17 @@ class BeadAverage:
     used: int
     rejected: dict[str, int]
     fwhm_um: tuple[float, float, float]
+    box_um: tuple[float, float, float]
 
     def edge_light(self) -> tuple[float, float]:
-        """Light at the box's z faces and at its x/y faces (near their centres), as shares of the peak."""
+        """Light where the lines through the peak leave the box (3 x 3 voxels next to each face's centre,
+        one voxel in: the sub-voxel alignment shifts zeros into the faces), as shares of the peak: at the
+        z faces, and at the x/y faces."""
         p = self.psf
-        c = [n // 2 for n in p.shape]
-        w = [max(n // 6, 1) for n in p.shape]
-        near = [slice(ci - wi, ci + wi + 1) for ci, wi in zip(c, w)]
-        z = max(p[0, near[1], near[2]].mean(), p[-1, near[1], near[2]].mean())
-        lateral = max(p[near[0], 0, near[2]].mean(), p[near[0], -1, near[2]].mean(),
-                      p[near[0], near[1], 0].mean(), p[near[0], near[1], -1].mean())
+        near = [slice(n // 2 - 1, n // 2 + 2) for n in p.shape]
+        z = max(p[1, near[1], near[2]].mean(), p[-2, near[1], near[2]].mean())
+        lateral = max(p[near[0], 1, near[2]].mean(), p[near[0], -2, near[2]].mean(),
+                      p[near[0], near[1], 1].mean(), p[near[0], near[1], -2].mean())
         return float(z / p.max()), float(lateral / p.max())
 
     def summary(self) -> str:
@@ -53,24 +55,42 @@ class BeadAverage:
         hint when the PSF is cut by its box."""
         left = ", ".join(f"{n} {why}" for why, n in self.rejected.items() if n)
         z, y, x = self.fwhm_um
-        text = (f"average of {self.used} of {self.found} beads{f' ({left})' if left else ''}; "
-                f"FWHM z {z:.3g} µm, y {y:.3g} µm, x {x:.3g} µm")
+        text = (f"average of {self.used} of {self.found} beads{f' ({left})' if left else ''} in a "
+                f"{' x '.join(f'{b:.3g}' for b in self.box_um)} µm box; FWHM z {z:.3g} µm, y {y:.3g} µm, x {x:.3g} µm")
         cut = [f"{share:.0%} of its peak at the box's {side} faces"
                for share, side in zip(self.edge_light(), ("z", "x/y")) if share > EDGE]
         return text + (f"; the PSF still has {' and '.join(cut)}: a larger --box-um keeps its tails" if cut else "")
 
 
 def average_beads(stack: np.ndarray, spacing: tuple[float, float, float], *,
-                  box_um: tuple[float, float, float] = BOX_UM) -> BeadAverage:
+                  box_um: tuple[float, float, float] | None = None) -> BeadAverage:
     """The mean PSF of the isolated beads in a (Z, Y, X) ``stack`` with voxel size ``spacing`` (µm).
 
-    ``box_um`` is the PSF's extent; a bead needs its whole box inside the stack and no other bead in it.
+    ``box_um`` is the PSF's extent; a bead needs its whole box inside the stack and no other bead in
+    it. Without one, :data:`BOX_UM` grows :data:`GROW` times at a time (at most :data:`GROWTHS` times)
+    while the average still has light at the box's faces and enough beads stay alone in the larger box.
     """
     data = np.asarray(stack, dtype=np.float32)  # crops are taken in float64
     if data.ndim != 3:
         raise InputError(f"a bead stack must be 3D (Z, Y, X), got shape {data.shape}")
     if not np.isfinite(data).all():
         raise InputError("the bead stack contains NaN or Inf values")
+    if box_um is not None:
+        return _average(stack, data, spacing, box_um)
+    best = _average(stack, data, spacing, BOX_UM)
+    for _ in range(GROWTHS):
+        if max(best.edge_light()) <= EDGE:
+            break
+        try:
+            best = _average(stack, data, spacing, tuple(GROW * b for b in best.box_um))
+        except InputError:
+            break
+    return best
+
+
+def _average(stack: np.ndarray, data: np.ndarray, spacing: tuple[float, float, float],
+             box_um: tuple[float, float, float]) -> BeadAverage:
+    """:func:`average_beads` with one box size."""
     half = tuple(max(math.ceil(b / 2 / s), 1) for b, s in zip(box_um, spacing))
     peaks, values = _maxima(data, half)
     rejected = {"at the edge": 0, "crowded": 0, "saturated": 0, "hot pixels": 0, "clumped": 0}
@@ -91,7 +111,7 @@ def average_beads(stack: np.ndarray, spacing: tuple[float, float, float], *,
                          "record sparser beads or give a smaller --box-um")
     psf = centred(_aligned_mean(crops))
     return BeadAverage(psf / psf.sum(), tuple(float(s) for s in spacing), len(peaks), len(crops), rejected,
-                       _fwhm(psf, spacing))
+                       _fwhm(psf, spacing), tuple(float(b) for b in box_um))
 
 
 def _maxima(data: np.ndarray, half: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:

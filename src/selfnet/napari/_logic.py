@@ -243,7 +243,7 @@ def measure_or_error(stack: Any, spacing: Spacing, restored: Any = None,
         return False, str(err)
 
 
-def make_psf(stack: Any, spacing: Spacing, box_um: tuple[float, float, float], output: Path | None,
+def make_psf(stack: Any, spacing: Spacing, box_um: tuple[float, float, float] | None, output: Path | None,
              overwrite: bool = False) -> tuple[api.BeadPSF | None, str]:
     """``api.psf`` for a worker thread: ``(BeadPSF, summary)``, or ``(None, one-line reason)``."""
     try:

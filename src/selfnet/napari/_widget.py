@@ -231,6 +231,8 @@ class PsfWidget(_StackWidget):
         self.box_z = FloatSpinBox(label="PSF box z (µm)", min=0.01, max=1000, step=0.5, value=api.PSF_BOX_UM[0])
         self.box_xy = FloatSpinBox(label="PSF box x, y (µm)", min=0.01, max=1000, step=0.5, value=api.PSF_BOX_UM[1])
         self.output = FileEdit(label="save PSF to", mode="w", filter="*.tif *.tiff *.npy")
+        self.box_z.tooltip = self.box_xy.tooltip = ("each bead needs this box to itself; the default one grows "
+                                                    "(up to 2.25x) while the PSF still reaches its faces")
         self.overwrite = CheckBox(text="replace an existing file")
         self.run_button = PushButton(text="Make PSF")
         self.result = Label(label="result", value="")
@@ -250,6 +252,8 @@ class PsfWidget(_StackWidget):
             show_error(f"selfnet: {err}")
             return
         box = (self.box_z.value, self.box_xy.value, self.box_xy.value)
+        if box == api.PSF_BOX_UM:
+            box = None  # the default box, which grows while the PSF still reaches its faces
         self.worker = create_worker(logic.make_psf, stack, self.spacing(), box,
                                     logic.optional_path(self.output.value), self.overwrite.value,
                                     _start_thread=False)

@@ -96,3 +96,13 @@ def test_a_psf_cut_by_its_box_says_so() -> None:
     cut = average_beads(stack, (DX, DX, DX), box_um=(0.8, 1.6, 1.6))
     assert max(whole.edge_light()) < 0.02 and "larger --box-um" not in whole.summary()
     assert cut.edge_light()[0] > 0.05 and "at the box's z faces: a larger --box-um" in cut.summary()
+
+
+def test_the_default_box_grows_to_hold_a_long_psf() -> None:
+    zz, yy, xx = np.meshgrid(np.arange(-50, 51), np.arange(-8, 9), np.arange(-8, 9), indexing="ij")
+    psf = np.exp(-0.5 * ((zz / 12.0) ** 2 + (yy**2 + xx**2) / 1.2**2))  # axial sd 1.2 µm: cut by a 6 µm box
+    stack = bead_recording(psf / psf.sum(), (200, 192, 192), 6, z_step=2, photons=3000, seed=0)
+    grown = average_beads(stack, (2 * DX, DX, DX))
+    assert grown.box_um == pytest.approx((9.0, 4.5, 4.5)) and max(grown.edge_light()) < 0.02
+    assert "9 x 4.5 x 4.5 µm box" in grown.summary()
+    assert average_beads(stack, (2 * DX, DX, DX), box_um=(6.0, 3.0, 3.0)).edge_light()[0] > 0.02
