@@ -1,9 +1,9 @@
 """A PSF distilled from a bead recording: isolated beads found, aligned to a fraction of a voxel, averaged.
 
-One sub-resolution bead is too noisy to serve as ``--psf`` (at 2000 photons its kernel's z sd came
-out 6.0 px against 2.8), and a bead stack holds dozens. :func:`average_beads` keeps the beads that
-are bright, alone in their box, inside the stack, unsaturated, not a hot pixel and not a clump, aligns them on their
-average (phase correlation, 1/10 voxel) and returns the mean, its peak on a voxel: a PSF on the stack's grid.
+One sub-resolution bead is a noisy PSF, and a bead recording holds dozens. :func:`average_beads`
+keeps the beads that are bright, alone in their box, inside the stack, unsaturated, not a hot pixel
+and not a clump, aligns them on their average (phase correlation, 1/10 voxel) and returns the mean,
+its peak on a voxel: a PSF on the recording's grid.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from selfnet.method.psf import centred, fwhm_samples
 
 BOX_UM = (6.0, 3.0, 3.0)  # default (z, y, x) extent of the averaged PSF, µm
 DETECT_SDS = 8.0  # a bead's smoothed peak must stand this many noise sds above the background
-SIDE_LOBE = 0.1  # a maximum dimmer than this share of a brighter bead within its box is that bead's ring
+SIDE_LOBE = 0.1  # a maximum dimmer than this share of a brighter bead whose box overlaps its own is that bead's ring
 CLUMP = 1.6  # beads brighter than this multiple of the median bead are taken as clumps of two or more
 HOT = 0.5  # a spot with more than this share of its light in one voxel is a hot pixel, not a bead
 UPSAMPLE = 10  # alignment precision: 1 / UPSAMPLE voxel
