@@ -15,7 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from selfnet.errors import InputError
-from selfnet.method.psf import centred, fwhm_samples
+from selfnet.method.psf import border_voxels, centred, fwhm_samples, peak
 
 BOX_UM = (6.0, 3.0, 3.0)  # default (z, y, x) extent of the averaged PSF, µm
 DETECT_SDS = 8.0  # a bead's smoothed peak must stand this many noise sds above the background
@@ -95,12 +95,12 @@ def _average(stack: np.ndarray, data: np.ndarray, spacing: tuple[float, float, f
     peaks, values = _maxima(data, half)
     rejected = {"at the edge": 0, "crowded": 0, "saturated": 0, "hot pixels": 0, "clumped": 0}
     crops = []
-    for peak in _isolated(peaks, values, half, rejected):
-        if not _inside(peak, half, data.shape):
+    for at in _isolated(peaks, values, half, rejected):
+        if not _inside(at, half, data.shape):
             rejected["at the edge"] += 1
-        elif _saturated(stack, peak):
+        elif _saturated(stack, at):
             rejected["saturated"] += 1
-        elif (crop := _crop(data, peak, half)).max() > HOT * crop.sum():
+        elif (crop := _crop(data, at, half)).max() > HOT * crop.sum():
             rejected["hot pixels"] += 1
         else:
             crops.append(crop)
@@ -150,24 +150,24 @@ def _isolated(peaks: np.ndarray, values: np.ndarray, half: tuple[int, ...], reje
     return beads
 
 
-def _inside(peak: np.ndarray, half: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+def _inside(at: np.ndarray, half: tuple[int, ...], shape: tuple[int, ...]) -> bool:
     """Whether the bead's whole box lies in the stack."""
-    return all(h <= p < n - h for p, h, n in zip(peak, half, shape))
+    return all(h <= p < n - h for p, h, n in zip(at, half, shape))
 
 
-def _saturated(stack: np.ndarray, peak: np.ndarray) -> bool:
+def _saturated(stack: np.ndarray, at: np.ndarray) -> bool:
     """Whether an integer stack reaches its type's maximum within 2 voxels of the bead's peak."""
-    if not np.issubdtype(np.asarray(stack).dtype, np.integer):
+    stack = np.asarray(stack)
+    if not np.issubdtype(stack.dtype, np.integer):
         return False
-    near = tuple(slice(max(p - 2, 0), p + 3) for p in peak)
-    return bool(np.asarray(stack)[near].max() >= np.iinfo(np.asarray(stack).dtype).max)
+    near = tuple(slice(max(p - 2, 0), p + 3) for p in at)
+    return bool(stack[near].max() >= np.iinfo(stack.dtype).max)
 
 
-def _crop(data: np.ndarray, peak: np.ndarray, half: tuple[int, ...]) -> np.ndarray:
+def _crop(data: np.ndarray, at: np.ndarray, half: tuple[int, ...]) -> np.ndarray:
     """The bead's box less its own background (the median of the box's faces)."""
-    box = data[tuple(slice(p - h, p + h + 1) for p, h in zip(peak, half))].astype(np.float64)
-    faces = np.concatenate([box[[0, -1]].ravel(), box[:, [0, -1]].ravel(), box[:, :, [0, -1]].ravel()])
-    return box - np.median(faces)
+    box = data[tuple(slice(p - h, p + h + 1) for p, h in zip(at, half))].astype(np.float64)
+    return box - np.median(border_voxels(box))
 
 
 def _without_clumps(crops: list[np.ndarray], rejected: dict[str, int]) -> list[np.ndarray]:
@@ -198,10 +198,9 @@ def _aligned_mean(crops: list[np.ndarray]) -> np.ndarray:
 
 def _fwhm(psf: np.ndarray, spacing: tuple[float, float, float]) -> tuple[float, float, float]:
     """Full width at half maximum (µm) of the profiles through the PSF's peak along z, y and x."""
-    peak = np.unravel_index(np.argmax(ndimage.uniform_filter(psf, 3)), psf.shape)
     widths = []
     for axis, step in enumerate(spacing):
-        index = list(peak)
+        index: list = list(peak(psf))
         index[axis] = slice(None)
         widths.append(fwhm_samples(psf[tuple(index)]) * step)
     return tuple(widths)

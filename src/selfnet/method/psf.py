@@ -69,7 +69,7 @@ def kernel_from_psf(psf: np.ndarray, psf_spacing: tuple[float, float, float], pi
     its tails, an aberrated one its skew.
     """
     iso = centred(_isotropic(_around_peak(_checked(psf), psf_spacing, pixel), psf_spacing, pixel))
-    cz, cy, cx = _peak(iso)
+    cz, cy, cx = peak(iso)
     r = min(cz, iso.shape[0] - 1 - cz, cy, iso.shape[1] - 1 - cy, cx, iso.shape[2] - 1 - cx, 3 * MAX_RADIUS)
     if r < 2:
         raise InputError("the PSF's brightest voxel is at its edge: crop the PSF around the bead")
@@ -86,7 +86,7 @@ def out_of_focus_spread(psf: np.ndarray) -> float:
     light in every plane, so its spread is limited only by the file's depth (5.4 for our 5 µm phantom PSF).
     """
     p = _checked(psf)
-    _, cy, cx = _peak(p)
+    _, cy, cx = peak(p)
     return fwhm_samples(p.sum(axis=(1, 2))) / max(fwhm_samples(p[:, cy, cx]), 1e-6)
 
 
@@ -97,7 +97,7 @@ def _checked(psf: np.ndarray) -> np.ndarray:
         raise InputError(f"a PSF must be a 3D (Z, Y, X) stack of at least 3 voxels each way, got shape {psf.shape}")
     if not np.isfinite(psf).all():
         raise InputError("the PSF contains NaN or Inf values")
-    border = np.concatenate([psf[[0, -1]].ravel(), psf[:, [0, -1]].ravel(), psf[:, :, [0, -1]].ravel()])
+    border = border_voxels(psf)
     level = np.median(border)
     noise = 1.4826 * np.median(np.abs(border - level))
     psf = psf - level
@@ -109,29 +109,39 @@ def _checked(psf: np.ndarray) -> np.ndarray:
 def _bead_light(psf: np.ndarray, floor: float) -> np.ndarray:
     """Voxels above ``floor`` joined to the peak: a recorded bead's noise elsewhere would add a haze to the kernel."""
     labels, _ = ndimage.label(psf > floor, structure=np.ones((3, 3, 3)))
-    peak = labels[_peak(np.where(labels > 0, psf, 0.0))]
-    return labels == peak
+    bead = labels[peak(np.where(labels > 0, psf, 0.0))]
+    return labels == bead
 
 
-def _peak(psf: np.ndarray) -> tuple[int, ...]:
+def peak(psf: np.ndarray) -> tuple[int, ...]:
     """Index of the PSF's brightest 3x3x3 neighbourhood (one hot voxel of noise does not move it)."""
     return tuple(int(i) for i in np.unravel_index(np.argmax(ndimage.uniform_filter(psf, 3)), psf.shape))
 
 
+def border_voxels(box: np.ndarray) -> np.ndarray:
+    """The voxels on the six faces of a 3D array (edges counted more than once), flat: where its background is read."""
+    return np.concatenate([box[[0, -1]].ravel(), box[:, [0, -1]].ravel(), box[:, :, [0, -1]].ravel()])
+
+
 def subvoxel_peak(psf: np.ndarray) -> np.ndarray:
     """The PSF's peak to a fraction of a voxel: a parabola through the brightest voxel and its two neighbours, per axis."""
-    peak = _peak(psf)
+    at = peak(psf)
+    return np.asarray(at, dtype=np.float64) + _subvoxel_offset(psf, at)
+
+
+def _subvoxel_offset(psf: np.ndarray, at: tuple[int, ...]) -> np.ndarray:
+    """Where the parabola through voxel ``at`` and its two neighbours peaks, per axis, relative to ``at``."""
     offsets = []
-    for axis, p in enumerate(peak):
+    for axis, p in enumerate(at):
         if not 0 < p < psf.shape[axis] - 1:
             offsets.append(0.0)
             continue
-        left, right = list(peak), list(peak)
+        left, right = list(at), list(at)
         left[axis], right[axis] = p - 1, p + 1
-        lo, mid, hi = psf[tuple(left)], psf[peak], psf[tuple(right)]
+        lo, mid, hi = psf[tuple(left)], psf[at], psf[tuple(right)]
         curve = lo - 2 * mid + hi
         offsets.append(float(np.clip(0.5 * (lo - hi) / curve, -0.5, 0.5)) if curve < 0 else 0.0)
-    return np.asarray(peak, dtype=np.float64) + offsets
+    return np.asarray(offsets)
 
 
 def centred(psf: np.ndarray) -> np.ndarray:
@@ -140,7 +150,7 @@ def centred(psf: np.ndarray) -> np.ndarray:
     A bead between two planes would otherwise give a kernel off centre by up to half a voxel, and
     the restoration would move objects by as much.
     """
-    offset = subvoxel_peak(psf) - np.asarray(_peak(psf))
+    offset = _subvoxel_offset(psf, peak(psf))
     if np.abs(offset).max() < 0.01:
         return psf
     return ndimage.shift(psf, -offset, order=3, mode="constant")
@@ -148,9 +158,9 @@ def centred(psf: np.ndarray) -> np.ndarray:
 
 def _around_peak(psf: np.ndarray, spacing: tuple[float, float, float], pixel: float) -> np.ndarray:
     """The part of the PSF within reach of the largest kernel (bounds the resampling's cost)."""
-    peak = _peak(psf)
+    at = peak(psf)
     half = [math.ceil((3 * MAX_RADIUS + 4) * pixel / s) for s in spacing]
-    return psf[tuple(slice(max(p - h, 0), p + h + 1) for p, h in zip(peak, half))]
+    return psf[tuple(slice(max(p - h, 0), p + h + 1) for p, h in zip(at, half))]
 
 
 def _isotropic(psf: np.ndarray, spacing: tuple[float, float, float], pixel: float) -> np.ndarray:
