@@ -131,17 +131,21 @@ def open_volume(source: Source, spacing: Spacing | None = None, read: ReadOption
     read = read or ReadOptions()
     if isinstance(source, (str, Path)):
         return _read_path(Path(source), read, lazy)
-    if isinstance(source, Volume):
-        vol = source if spacing is None else Volume(source.data, _spacing(spacing), source.path, source.metadata)
-    else:
-        if spacing is None:
-            raise ConfigError("spacing=(dz, dy, dx) in µm is required for a plain array")
-        arr = np.asarray(source)
-        if arr.ndim != 3:
-            raise ConfigError(f"expected a 3D ZYX array, got shape {arr.shape}")
-        vol = Volume(arr, _spacing(spacing))
+    vol = _in_memory(source, spacing)
     validate_volume(vol)
     return vol
+
+
+def _in_memory(source: Volume | np.ndarray, spacing: Spacing | None) -> Volume:
+    """A Volume (``spacing`` replacing its own when given) or a 3D array with its required ``spacing``, unchecked."""
+    if isinstance(source, Volume):
+        return source if spacing is None else Volume(source.data, _spacing(spacing), source.path, source.metadata)
+    if spacing is None:
+        raise ConfigError("spacing=(dz, dy, dx) in µm is required for a plain array")
+    arr = np.asarray(source)
+    if arr.ndim != 3:
+        raise ConfigError(f"expected a 3D ZYX array, got shape {arr.shape}")
+    return Volume(arr, _spacing(spacing))
 
 
 def _spacing(spacing: Any) -> Spacing:
@@ -226,13 +230,6 @@ def _restrict(series: SeriesOptions, read: ReadOptions) -> SeriesOptions:
     picks = {"timepoints": str(read.timepoint) if read.timepoint is not None else series.timepoints,
              "channels": str(read.channel) if read.channel is not None else series.channels}
     return SeriesOptions.make(**{**series.model_dump(), **picks})
-
-
-def _psf_channel(cfg: TrainConfig, read: ReadOptions) -> TrainConfig:
-    """One channel of a multi-channel file (``--channel N``) takes channel N of a multi-channel PSF."""
-    if cfg.psf is None or cfg.psf_channel is not None or read.channel is None:
-        return cfg
-    return cfg.model_copy(update={"psf_channel": read.channel})
 
 
 def _check_psf(cfg: TrainConfig, layout: Any, series: SeriesOptions | None) -> None:
@@ -329,7 +326,7 @@ def train(source: Source, spacing: Spacing | None = None, *, output: str | Path 
         raise ConfigError(f"train() does not take {', '.join(out_opts)}")
     series = _series_options(series, read_opts)
     read = _merge_read(read, read_opts)
-    cfg = _psf_channel(_config(config, train_opts), read)
+    cfg = _config(config, train_opts).for_channel(read.channel)  # --channel N takes PSF channel N
     torch_device = resolve_device(device)
     ckpt = None
     if output is not None:
@@ -579,7 +576,7 @@ def run(source: Source, output: str | Path | None = None, *, spacing: Spacing | 
         check_output_path(save_model, overwrite=spec.overwrite, suffixes=MODEL_SUFFIXES)
     report_path = _check_report_path(out, spec.overwrite) if (report and out is not None) else None
     torch_device = resolve_device(device)
-    cfg = _psf_channel(_config(config, train_opts), read)
+    cfg = _config(config, train_opts).for_channel(read.channel)  # --channel N takes PSF channel N
     layout = _series_layout(source, read)
     _check_psf(cfg, layout, _restrict(series, read) if layout is not None else None)
     if layout is not None:
@@ -984,14 +981,11 @@ def _box(box_um: Any) -> tuple[float, float, float]:
 
 
 def _bead_volume(source: Source, spacing: Spacing | None, read: ReadOptions) -> Volume:
-    """The bead recording with its voxel size; any z step (a bead stack is often finer along z than a sample)."""
+    """The bead recording with its voxel size, not checked as a stack to restore: any z step will do
+    (a bead recording is often finer along z than a sample)."""
     if isinstance(source, (str, Path)):
         return read_volume(source, **read.model_dump(exclude={"level"}))
-    if isinstance(source, Volume):
-        return source if spacing is None else Volume(source.data, _spacing(spacing), source.path, source.metadata)
-    if spacing is None:
-        raise ConfigError("spacing=(dz, dy, dx) in µm is required for a plain array")
-    return Volume(np.asarray(source), _spacing(spacing))
+    return _in_memory(source, spacing)
 
 
 # --- export / info (bioimage.io packages, provenance; selfnet.export) ----------------------------------

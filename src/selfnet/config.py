@@ -125,6 +125,13 @@ class TrainConfig(BaseModel):
                              "use degradation 'learned' or 'physics' with it")
         return self
 
+    def for_channel(self, channel: int | None) -> TrainConfig:
+        """This config for training channel ``channel`` of a file: with a PSF, that channel of it, unless
+        ``psf_channel`` already names one (a single-channel PSF ignores it)."""
+        if self.psf is None or self.psf_channel is not None or channel is None:
+            return self
+        return self.model_copy(update={"psf_channel": channel})
+
     @classmethod
     def published(cls, **overrides: object) -> TrainConfig:
         """The network sizes and schedule of the Self-Net paper (64 channels, 6 blocks, 7x7 head)."""

@@ -112,20 +112,13 @@ def train_models(plan: SeriesPlan, cfg: TrainConfig, train: TrainFn, checkpoint_
         memory.check_fits(memory.train_bytes(vol.data.shape, vol.data.dtype.itemsize, vol.ratio,
                                              patch_size=cfg.patch_size, pool_size=cfg.pool_size),
                           f"training {label}", "train on fewer time points (--train-timepoints)")
-        model = train(vol, _channel_config(cfg, None if plan.shared else group[0]), checkpoint_for(gi), cancel)
+        model = train(vol, cfg.for_channel(None if plan.shared else group[0]), checkpoint_for(gi), cancel)
         model.summary["series"] = {"channels": group, "train_timepoints": plan.train_times}
         if done is not None:
             model.save(done, overwrite=True)
         models.append(model)
     names = plan.layout.display.get("names")
     return ModelSet(models, plan.shared, [names[c] for c in plan.channels] if names else None)
-
-
-def _channel_config(cfg: TrainConfig, channel: int | None) -> TrainConfig:
-    """``cfg`` for training one channel: with a PSF file, that channel's PSF (unless the config names one)."""
-    if cfg.psf is None or cfg.psf_channel is not None or channel is None:
-        return cfg
-    return cfg.model_copy(update={"psf_channel": channel})
 
 
 # --- restoring into the store ------------------------------------------------------------------

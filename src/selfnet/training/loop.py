@@ -208,8 +208,8 @@ def _read_psf(path: str, channel: int | None) -> Any:
 
 def check_psf(cfg: TrainConfig, channels: list[int | None]) -> None:
     """Refuse, in one line, a PSF file that cannot be read, or that has no channel for one of ``channels``."""
-    for channel in channels:
-        _read_psf(cfg.psf, cfg.psf_channel if cfg.psf_channel is not None else channel)
+    for channel in dict.fromkeys(cfg.for_channel(c).psf_channel for c in channels):  # each PSF channel once
+        _read_psf(cfg.psf, channel)
 
 
 def psf_kernel(cfg: TrainConfig, pixel_um: float) -> MeasuredKernel | None:
