@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_FROM) "$(TORCH_PIN)"
-	$(PY) -m pip install -q -e ".[test,bioimageio,napari-test,phantoms]" "$(TORCH_PIN)"
+	$(PY) -m pip install -q -e ".[test,bioimageio,napari-test,phantoms,psf]" "$(TORCH_PIN)"
 	touch $@
 
 setup: $(VENV)/.installed

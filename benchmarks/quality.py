@@ -206,9 +206,10 @@ def paired_axial_patches(a: np.ndarray, b: np.ndarray, count: int, size: int,
 
 
 METHODS = ("linear", "cubic", "rl", "oracle", "published", "default", "no-cyclegan", "feedback", "no-r2r",
-           "physics-only", "unconstrained", "psf", "psf-bead", "psf-beads")
+           "physics-only", "unconstrained", "psf", "psf-bead", "psf-beads", "psf-optics")
 BEAD_PHOTONS = 20000.0  # peak photons of the simulated bead measurement ("psf-bead"): ten 2000-photon beads averaged
 BEAD_BACKGROUND = 20.0
+NOMINAL = {"na": 1.4, "emission_um": 0.52, "excitation_um": 0.488}  # "psf-optics": oil objective, mounted sample
 RECORDING = {"shape": (160, 512, 512), "count": 24, "z_step": 2, "photons": 2000.0, "background": 20.0}  # "psf-beads"
 
 
@@ -250,6 +251,9 @@ def run_case(case: Case, minutes: float, seed: int, out: Path,
                                 f"{RECORDING['photons']:g} photons peak)",
                                 selfnet_method(ph, ours(psf=str(psf_from_beads(case, out, seed))))[0])]
                               if case.optics != "gaussian" else []),
+        "psf-optics": lambda: ([("selfnet --psf (`selfnet psf --optics`, nominal optics)",
+                                 selfnet_method(ph, ours(psf=str(psf_from_optics(case, out))))[0])]
+                               if case.optics != "gaussian" else []),
     }
     results = [row for name in METHODS if name in methods for row in runs[name]()]
     if "default" in methods:
@@ -283,6 +287,16 @@ def psf_from_beads(case: Case, out: Path, seed: int) -> Path:
     average = selfnet.psf(beads, out / f"psf_{case.optics}_beads{seed}.tif", overwrite=True)
     print(f"<!-- {case.name} seed {seed}: {average.summary()} -->", flush=True)
     return average.path
+
+
+def psf_from_optics(case: Case, out: Path) -> Path:
+    """The PSF ``selfnet psf --optics`` computes from the nominal optics (:data:`NOMINAL`): what a user who
+    knows the objective and the dye, not the aberrations, would give."""
+    modality = "widefield" if case.optics == "widefield" else "confocal"
+    computed = selfnet.theoretical_psf(out / f"psf_{case.optics}_optics.tif", {"modality": modality, **NOMINAL},
+                                       spacing=(DX_UM, DX_UM, DX_UM), overwrite=True)
+    print(f"<!-- {case.name}: {computed.summary()} -->", flush=True)
+    return computed.path
 
 
 def fwhm_1d(profile: np.ndarray) -> float:

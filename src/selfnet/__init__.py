@@ -17,16 +17,17 @@ from selfnet.api import (
     qc,
     restore,
     run,
+    theoretical_psf,
     train,
 )
 from selfnet.config import NetConfig, TrainConfig
 from selfnet.errors import SelfnetError
 from selfnet.io import Volume, read_volume, write_volume
 from selfnet.model import Model
-from selfnet.options import ClusterSpec, OutputSpec, ReadOptions
+from selfnet.options import ClusterSpec, Optics, OutputSpec, ReadOptions
 
 __all__ = [
-    "CancelToken", "ClusterSpec", "Model", "NetConfig", "OutputSpec", "ProgressEvent", "ReadOptions", "Restored",
+    "CancelToken", "ClusterSpec", "Model", "NetConfig", "Optics", "OutputSpec", "ProgressEvent", "ReadOptions", "Restored",
     "RunResult", "SelfnetError", "TrainConfig", "Volume", "__version__", "psf", "qc", "read_volume", "restore", "run",
-    "train", "write_volume",
+    "theoretical_psf", "train", "write_volume",
 ]

@@ -48,9 +48,11 @@ from selfnet.io import (
     write_volume,
 )
 from selfnet.method.beads import BOX_UM as PSF_BOX_UM
+from selfnet.method.psf import WIDEFIELD
 from selfnet.model import MODEL_SUFFIXES, Model
 from selfnet.options import (
     ClusterSpec,
+    Optics,
     OutputSpec,
     QCOptions,
     ReadOptions,
@@ -949,6 +951,55 @@ def psf(beads: Source, output: str | Path, *, spacing: Spacing | None = None, re
     written = write_array(path, data.astype(np.float32), voxel, axes="CZYX" if len(averages) > 1 else "ZYX",
                           overwrite=overwrite, display={"names": names} if names else None)
     return BeadPSF(written, averages)
+
+
+@dataclass
+class OpticsPSF:
+    """What :func:`theoretical_psf` wrote: the PSF file, the optics it was computed for and its FWHM."""
+
+    path: Path
+    optics: Optics
+    fwhm_um: tuple[float, float, float]
+    """Full width at half maximum through the peak, (z, y, x) µm."""
+    out_of_focus_spread: float
+    """How much wider along z its light per plane spreads than its centre (above 3: wide-field haze)."""
+
+    def summary(self) -> str:
+        """The optics and the PSF's FWHM, with the wide-field note where it applies."""
+        z, y, x = self.fwhm_um
+        text = f"{self.optics.summary()}; FWHM z {z:.3g} µm, y {y:.3g} µm, x {x:.3g} µm"
+        if self.out_of_focus_spread > WIDEFIELD:
+            text += ("; a wide-field PSF: on wide-field stacks the blur estimated from the stack did better "
+                     "(docs/BENCHMARKS.md), compare with a run without --psf")
+        return text
+
+
+def theoretical_psf(output: str | Path, optics: Optics | dict[str, Any], *, spacing: Spacing,
+                    box_um: tuple[float, ...] | str | None = None, overwrite: bool = False) -> OpticsPSF:
+    """Compute the PSF of ``optics`` (a vectorial model, psfmodels) into ``output`` for ``psf=`` / ``--psf``.
+
+    For users without a bead recording (:func:`psf` is better where there is one: a real objective
+    is rarely as good as its model). ``spacing`` is the PSF's (dz, dy, dx) grid in µm: the stack's
+    pixel and a z step no coarser than it; ``box_um`` its (z, lateral) extent (default 6 x 3 µm).
+    """
+    from selfnet.io.write import write_array
+    from selfnet.method.optics import vectorial_psf
+    from selfnet.method.psf import fwhm_um, out_of_focus_spread
+
+    optics = optics if isinstance(optics, Optics) else Optics.make(**optics)
+    dz, dy, dx = _spacing(spacing)
+    if not all(math.isfinite(v) and v > 0 for v in (dz, dy, dx)):
+        raise ConfigError(f"voxel size must be positive µm, got {dz:g}, {dy:g}, {dx:g}")
+    if not math.isclose(dy, dx, rel_tol=1e-3):
+        raise ConfigError(f"a computed PSF needs square pixels, got {dy:g} x {dx:g} µm")
+    z_um, xy_um = _box(box_um or PSF_BOX_UM)[:2]
+    path = check_output_path(output, overwrite=overwrite, suffixes=(".tif", ".tiff", ".npy"))
+    data = vectorial_psf(optics.modality, na=optics.na, emission_um=optics.emission_um, voxel_um=(dz, dx),
+                         excitation_um=optics.excitation_um, pinhole_au=optics.pinhole_au,
+                         immersion_index=optics.immersion_index, sample_index=optics.sample_index,
+                         depth_um=optics.depth_um, box_um=(z_um, xy_um))
+    written = write_array(path, data, (dz, dy, dx), overwrite=overwrite)
+    return OpticsPSF(written, optics, fwhm_um(data, (dz, dy, dx)), out_of_focus_spread(data))
 
 
 def _bead_stacks(source: Source, spacing: Spacing | None, read: ReadOptions) -> tuple[list[np.ndarray], Spacing, Any]:

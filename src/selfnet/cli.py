@@ -20,8 +20,8 @@ import typer
 
 from selfnet import api
 from selfnet._version import __version__
-from selfnet.errors import Cancelled, CancelToken, SelfnetError
-from selfnet.options import ClusterSpec, OutputSpec, ReadOptions, SeriesOptions
+from selfnet.errors import Cancelled, CancelToken, ConfigError, SelfnetError
+from selfnet.options import ClusterSpec, Optics, OutputSpec, ReadOptions, SeriesOptions
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -271,15 +271,36 @@ def demo(
 
 @app.command()
 def psf(
-    input: Annotated[Path, typer.Argument(help="Bead recording: a 3D stack of sparse sub-resolution fluorescent beads (TIFF, OME-TIFF, .npy or OME-Zarr) with its voxel size.", show_default=False)],
     output: Annotated[Path, typer.Option("-o", "--output", help="PSF file to write (.tif, .ome.tif or .npy), for `selfnet run --psf`.")],
-    box_um: Annotated[Optional[str], typer.Option("--box-um", help="Extent of the PSF in µm: Z,XY or Z,Y,X (default: 6,3, grown up to 2.25x while the PSF still reaches its faces). Each bead needs this box inside the stack and to itself.")] = None,
-    lateral_um: LateralOpt = None, axial_um: AxialOpt = None, timepoint: TimeOpt = None, channel: ChannelOpt = None,
-    axes: AxesOpt = None, overwrite: OverwriteOpt = False,
+    input: Annotated[Optional[Path], typer.Argument(help="Bead recording: a 3D stack of sparse sub-resolution fluorescent beads (TIFF, OME-TIFF, .npy or OME-Zarr) with its voxel size. Without one, --optics computes the PSF from the objective's numbers.", show_default=False)] = None,
+    box_um: Annotated[Optional[str], typer.Option("--box-um", help="Extent of the PSF in µm: Z,XY or Z,Y,X (default: 6,3; from beads grown up to 2.25x while the PSF still reaches its faces). Each bead needs this box inside the stack and to itself.")] = None,
+    optics: Annotated[Optional[str], typer.Option("--optics", help="Compute the PSF instead (no beads): widefield or confocal, with --na, --emission-um (confocal: --excitation-um) and --lateral-um; needs `pip install 'selfnet[psf]'`.")] = None,
+    na: Annotated[Optional[float], typer.Option("--na", help="(--optics) Numerical aperture of the objective.")] = None,
+    emission_um: Annotated[Optional[float], typer.Option("--emission-um", help="(--optics) Emission wavelength in µm.")] = None,
+    excitation_um: Annotated[Optional[float], typer.Option("--excitation-um", help="(--optics confocal) Excitation wavelength in µm.")] = None,
+    pinhole_au: Annotated[Optional[float], typer.Option("--pinhole-au", help="(--optics confocal) Pinhole diameter in Airy units [default: 1].")] = None,
+    immersion_index: Annotated[Optional[float], typer.Option("--immersion-index", help="(--optics) Refractive index of the immersion medium [default: 1.515, oil].")] = None,
+    sample_index: Annotated[Optional[float], typer.Option("--sample-index", help="(--optics) Refractive index of the sample [default: 1.47, mounted]; with --depth-um, a mismatch adds spherical aberration.")] = None,
+    depth_um: Annotated[Optional[float], typer.Option("--depth-um", help="(--optics) Depth of the imaged plane below the coverslip in µm [default: 0].")] = None,
+    lateral_um: LateralOpt = None, axial_um: Annotated[Optional[float], typer.Option("--axial-um", help="Axial step in µm (overrides the file; with --optics, the PSF's z step, default: the lateral pixel).")] = None,
+    timepoint: TimeOpt = None, channel: ChannelOpt = None, axes: AxesOpt = None, overwrite: OverwriteOpt = False,
 ) -> None:
-    """Average the isolated beads of a bead recording into a PSF for --psf (one per channel), and print its FWHM."""
-    result = api.psf(input, output, read=_read(lateral_um, axial_um, timepoint, channel, axes), box_um=box_um,
-                     overwrite=overwrite)
+    """Average the isolated beads of a bead recording into a PSF for --psf (one per channel), or compute one from the optics."""
+    if optics is None:
+        if input is None:
+            raise ConfigError("give a bead recording, or --optics widefield|confocal to compute a PSF")
+        result: api.BeadPSF | api.OpticsPSF = api.psf(
+            input, output, read=_read(lateral_um, axial_um, timepoint, channel, axes), box_um=box_um, overwrite=overwrite)
+    else:
+        if input is not None:
+            raise ConfigError("give a bead recording or --optics, not both")
+        if lateral_um is None:
+            raise ConfigError("--optics needs the pixel size the PSF is computed on (--lateral-um)")
+        numbers = {"modality": optics, "na": na, "emission_um": emission_um, "excitation_um": excitation_um,
+                   "pinhole_au": pinhole_au, "immersion_index": immersion_index, "sample_index": sample_index,
+                   "depth_um": depth_um}
+        result = api.theoretical_psf(output, Optics.make(**numbers), box_um=box_um, overwrite=overwrite,
+                                     spacing=(axial_um or lateral_um, lateral_um, lateral_um))
     typer.echo(f"selfnet: wrote {result.path}: {result.summary()}", err=True)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -148,3 +148,37 @@ class QCOptions(_Options):
         if value is not None and not (math.isfinite(value) and value > 0):
             raise ValueError(f"--lateral-fwhm must be a positive number of µm, not {value}")
         return value
+
+
+class Optics(_Options):
+    """The microscope, for a PSF computed from its optics (``selfnet psf --optics``) where no beads were recorded.
+
+    Defaults: an oil objective (immersion index 1.515) into a mounted sample (1.47) at the coverslip;
+    a sample of another index imaged ``depth_um`` deep adds spherical aberration.
+    """
+
+    modality: Literal["widefield", "confocal"]
+    na: float = Field(gt=0, le=1.7)
+    emission_um: float = Field(gt=0.2, lt=2.0)
+    excitation_um: float | None = Field(None, gt=0.2, lt=2.0)
+    pinhole_au: float = Field(1.0, gt=0, le=20)
+    immersion_index: float = Field(1.515, ge=1.0, le=2.0)
+    sample_index: float = Field(1.47, ge=1.0, le=2.0)
+    depth_um: float = Field(0.0, ge=0, le=500)
+
+    @model_validator(mode="after")
+    def _check(self) -> Optics:
+        if self.na >= self.immersion_index:
+            raise ValueError(f"an NA of {self.na:g} needs an immersion medium of higher index than "
+                             f"{self.immersion_index:g} (--immersion-index: oil 1.515, glycerol 1.47, water 1.33)")
+        if self.modality == "confocal" and self.excitation_um is None:
+            raise ValueError("a confocal PSF needs the excitation wavelength (--excitation-um)")
+        return self
+
+    def summary(self) -> str:
+        """One line naming the optics, as a PSF's provenance."""
+        text = f"{self.modality} NA {self.na:g}, emission {self.emission_um:g} µm"
+        if self.modality == "confocal":
+            text += f", excitation {self.excitation_um:g} µm, pinhole {self.pinhole_au:g} AU"
+        text += f", immersion {self.immersion_index:g}, sample {self.sample_index:g}"
+        return text + (f", {self.depth_um:g} µm deep" if self.depth_um else "")

@@ -4,6 +4,7 @@ restores and reports, and a bad PSF is refused in one line before any training."
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ import tifffile
 
 import selfnet
 from selfnet.model import Model
-from selfnet.phantoms.synthetic import Phantom
+from selfnet.phantoms.synthetic import Phantom, make_phantom
+from selfnet.training.loop import PSF_MISFIT
 
 from ..conftest import run_cli
 
@@ -74,3 +76,18 @@ def test_bad_psf_is_refused_in_one_line(make, fragment, tiny_tif, fast_config_fi
     assert lines[-1].startswith("selfnet: error:") and "PSF" in lines[-1] and fragment in lines[-1], proc.stderr
     assert "Traceback" not in proc.stderr
     assert not model.exists()
+
+
+def test_a_psf_that_does_not_fit_the_stack_is_warned_about(fast_config, tmp_path):
+    """A PSF twice as long along z as the stack's (other optics, a wrong voxel size) is flagged; the right one is not."""
+    ph = make_phantom("neurites", (96, 96, 96), k=4.0, axial_ratio=3.0, photons=300, seed=1)
+    right = write_psf(tmp_path / "right.tif", ph)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model = selfnet.train(ph.raw, ph.spacing_raw, config=fast_config, psf=str(right), device="cpu", progress=False)
+    assert model.summary["psf_misfit"] < PSF_MISFIT
+    ph.params["sigma_axial_px"] = 2 * float(ph.params["sigma_axial_px"])
+    wrong = write_psf(tmp_path / "wrong.tif", ph)
+    with pytest.warns(UserWarning, match="does not fit this stack"):
+        model = selfnet.train(ph.raw, ph.spacing_raw, config=fast_config, psf=str(wrong), device="cpu", progress=False)
+    assert model.summary["psf_misfit"] > PSF_MISFIT

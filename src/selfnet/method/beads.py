@@ -15,7 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from selfnet.errors import InputError
-from selfnet.method.psf import border_voxels, centred, fwhm_samples, peak
+from selfnet.method.psf import border_voxels, centred, fwhm_um
 
 BOX_UM = (6.0, 3.0, 3.0)  # default (z, y, x) extent of the averaged PSF, µm
 DETECT_SDS = 8.0  # a bead's smoothed peak must stand this many noise sds above the background
@@ -111,7 +111,7 @@ def _average(stack: np.ndarray, data: np.ndarray, spacing: tuple[float, float, f
                          "record sparser beads or give a smaller --box-um")
     psf = centred(_aligned_mean(crops))
     return BeadAverage(psf / psf.sum(), tuple(float(s) for s in spacing), len(peaks), len(crops), rejected,
-                       _fwhm(psf, spacing), tuple(float(b) for b in box_um))
+                       fwhm_um(psf, spacing), tuple(float(b) for b in box_um))
 
 
 def _maxima(data: np.ndarray, half: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -194,13 +194,3 @@ def _aligned_mean(crops: list[np.ndarray]) -> np.ndarray:
             shifted.append(ndimage.shift(crop, shift, order=3, mode="constant"))
         reference = np.sum(shifted, axis=0)
     return reference
-
-
-def _fwhm(psf: np.ndarray, spacing: tuple[float, float, float]) -> tuple[float, float, float]:
-    """Full width at half maximum (µm) of the profiles through the PSF's peak along z, y and x."""
-    widths = []
-    for axis, step in enumerate(spacing):
-        index: list = list(peak(psf))
-        index[axis] = slice(None)
-        widths.append(fwhm_samples(psf[tuple(index)]) * step)
-    return tuple(widths)

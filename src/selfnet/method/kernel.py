@@ -142,14 +142,34 @@ def fit_axial_kernel(xy_lr: np.ndarray, axial: np.ndarray, ratio: float, noise_v
     cost = spectral_cost(xy_lr, axial, ratio, noise_var)
     if cost is None:
         return None
+    gaussian, richer = _best(cost, max_sigma)
+    evidence = richer[0] / max(gaussian[0], 1e-12)
+    return (richer[1] if evidence < PARSIMONY else gaussian[1]), evidence
+
+
+def kernel_misfit(kernel: Kernel2D, xy_lr: np.ndarray, axial: np.ndarray, ratio: float, noise_var: float,
+                  max_sigma: float) -> float | None:
+    """How much worse ``kernel`` (from a PSF file) explains the stack's spectra than the best family member.
+
+    1 or below: the PSF fits the stack at least as well as the fit itself; well above (a PSF computed
+    without the sample's aberration, a wrong voxel size): the PSF describes other optics. None when
+    the patches hold too little signal to tell.
+    """
+    cost = spectral_cost(xy_lr, axial, ratio, noise_var)
+    if cost is None:
+        return None
+    best = min(value for value, _ in _best(cost, max_sigma))
+    return cost(kernel) / max(best, 1e-12)
+
+
+def _best(cost: Callable[[Kernel2D], float], max_sigma: float) -> tuple[tuple[float, AxialKernel], ...]:
+    """(cost, kernel) of the best Gaussian and of the best kernel with a tail or cone, on the grid."""
     best: dict[bool, tuple[float, AxialKernel]] = {}
     for kernel in _candidates(max_sigma):
         value = cost(kernel)
         if kernel.gaussian not in best or value < best[kernel.gaussian][0]:
             best[kernel.gaussian] = (value, kernel)
-    gaussian, richer = best[True], best[False]
-    evidence = richer[0] / max(gaussian[0], 1e-12)
-    return (richer[1] if evidence < PARSIMONY else gaussian[1]), evidence
+    return best[True], best[False]
 
 
 def spectral_cost(xy_lr: np.ndarray, axial: np.ndarray, ratio: float,

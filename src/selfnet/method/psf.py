@@ -214,3 +214,13 @@ def fwhm_samples(profile: np.ndarray) -> float:
     lo = left - (p[left] - half) / (p[left] - p[left - 1]) if left > 0 else float(left)
     hi = right + (p[right] - half) / (p[right] - p[right + 1]) if right < len(p) - 1 else float(right)
     return float(hi - lo)
+
+
+def fwhm_um(psf: np.ndarray, spacing: tuple[float, float, float]) -> tuple[float, float, float]:
+    """Full width at half maximum (µm) of the profiles through the PSF's peak along z, y and x."""
+    widths = []
+    for axis, step in enumerate(spacing):
+        index: list = list(peak(psf))
+        index[axis] = slice(None)
+        widths.append(fwhm_samples(psf[tuple(index)]) * step)
+    return widths[0], widths[1], widths[2]

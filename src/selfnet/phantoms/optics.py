@@ -11,11 +11,10 @@ resolution would record.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from scipy.signal import fftconvolve
 
+from selfnet.method.optics import vectorial_psf
 from selfnet.phantoms.synthetic import Phantom, make_object, record
 
 OPTICS: tuple[str, ...] = ("confocal", "widefield", "aberrated")
@@ -31,24 +30,16 @@ def diffraction_psf(optics: str, *, dx_um: float = DX_UM, half_z: int = 32, half
     Centring on the brightest voxel defines the in-focus plane (spherical aberration moves the
     peak away from the nominal focus); a restoration should keep objects where that peak puts them.
     """
+    if optics not in OPTICS:
+        raise ValueError(f"unknown optics {optics!r}; choose one of {', '.join(OPTICS)}")
     try:
-        import psfmodels
+        import psfmodels  # noqa: F401
     except ImportError:
         raise ImportError("diffraction-model phantoms need psfmodels: pip install 'selfnet[phantoms]'") from None
-    common: dict[str, Any] = dict(dxy=dx_um, dz=dx_um, NA=NA)
-    nz, nxy = 4 * half_z + 1, 2 * half_xy + 1  # computed twice as deep, so that recentring keeps the tails
-    if optics == "widefield":
-        psf = psfmodels.make_psf(nz, nxy, wvl=EMISSION_UM, **common)
-    elif optics == "confocal":
-        psf = psfmodels.confocal_psf(nz, nxy, pinhole_au=1.0, ex_wvl=EXCITATION_UM, em_wvl=EMISSION_UM, **common)
-    elif optics == "aberrated":
-        psf = psfmodels.confocal_psf(nz, nxy, pinhole_au=1.0, ex_wvl=EXCITATION_UM, em_wvl=EMISSION_UM, ns=1.33,
-                                     pz=10.0, **common)
-    else:
-        raise ValueError(f"unknown optics {optics!r}; choose one of {', '.join(OPTICS)}")
-    peak = int(np.unravel_index(np.argmax(psf), psf.shape)[0])
-    psf = psf[peak - half_z:peak + half_z + 1].astype(np.float64)
-    return (psf / psf.sum()).astype(np.float32)
+    aberrated = {"sample_index": 1.33, "depth_um": 10.0} if optics == "aberrated" else {}
+    return vectorial_psf("widefield" if optics == "widefield" else "confocal", na=NA, emission_um=EMISSION_UM,
+                           excitation_um=EXCITATION_UM, voxel_um=(dx_um, dx_um),
+                           box_um=(2 * half_z * dx_um, 2 * half_xy * dx_um), **aberrated)
 
 
 def in_focus_kernel(psf: np.ndarray) -> np.ndarray:

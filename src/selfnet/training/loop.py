@@ -32,6 +32,7 @@ from selfnet.method.kernel import (
     AxialKernel,
     filter2d,
     fit_axial_kernel,
+    kernel_misfit,
     kernel_retention,
     kernel_spectrum,
     profile_sigma,
@@ -57,6 +58,7 @@ N_PHASES = 8
 FIT_SIZE = 128  # patch size (px) the 2D blur fit reads
 FIT_POOL = 256  # patches of each kind it reads
 FIT_STREAM = 18  # its random stream, apart from the training pools'
+PSF_MISFIT = 2.0  # a PSF file's kernel explaining the stack's spectra this many times worse than the fit: warned
 MIN_PATCH = 16  # smallest training patch (px)
 _EPS = 1e-6
 
@@ -79,6 +81,7 @@ class TrainingData:
     kernel: AxialKernel | MeasuredKernel = field(default_factory=lambda: AxialKernel(0.0))  # 2D (z, x) where needed
     pre_kernel: torch.Tensor | None = None  # a non-Gaussian ``kernel``'s rFFT over a full patch, applied before ``degrade``
     kernel_evidence: float | None = None  # the 2D fit's residual with a tail or cone / without (< 0.75: kept)
+    psf_misfit: float | None = None  # a PSF file's kernel residual / the best fitted one's (above PSF_MISFIT: warned)
 
     @property
     def physics(self) -> bool:
@@ -131,8 +134,10 @@ def prepare_data(norm_volume: np.ndarray, ratio: float, cfg: TrainConfig, device
     sampling = _sampling(size + 2 * margin, step, rng)
     xy_lr = (sampling[0] @ xy[:, :, margin:-margin])[:, margin:-margin]
     kernel: AxialKernel | MeasuredKernel | None
+    misfit = None
     if measured is not None:
         kernel, source, evidence = measured, "psf", None
+        misfit = _check_measured(norm_volume, iso, step, float(noise.variance(xy.mean())), cfg, measured)
     else:
         kernel, source, evidence = _estimate_kernel(norm_volume, iso, xy_lr, axial, step,
                                                     float(noise.variance(xy.mean())), cfg)
@@ -155,6 +160,7 @@ def prepare_data(norm_volume: np.ndarray, ratio: float, cfg: TrainConfig, device
         degrade=torch.from_numpy(sampling @ blur_matrix(full, pre_blur)).to(device),
         size=size, margin=margin, noise=noise, sigma=kernel.sigma, sigma_source=source, pre_blur=pre_blur,
         retention=kernel_retention(full, step, kept), kernel=kernel, pre_kernel=pre_kernel, kernel_evidence=evidence,
+        psf_misfit=misfit,
     )
 
 
@@ -173,17 +179,35 @@ def _estimate_kernel(norm_volume: np.ndarray, iso: np.ndarray, xy_lr: np.ndarray
     sigma = estimate_axial_blur(xy_lr, axial, step, noise_var)
     if sigma is None:
         return None, "spectra", None
-    size = min(FIT_SIZE, iso.shape[0], *norm_volume.shape[1:]) // 8 * 8
-    rng = np.random.default_rng([cfg.seed, FIT_STREAM])
-    big_xy = sample_xy_patches(norm_volume, FIT_POOL, size, rng=rng, foreground_percentile=cfg.foreground_percentile)
-    big_axial = sample_axial_patches(iso, FIT_POOL, size, rng=rng, foreground_percentile=cfg.foreground_percentile)
-    fit = fit_axial_kernel(degrade_matrix(size, step) @ big_xy, big_axial, step, noise_var, max_axial_sigma(step))
+    fit = fit_axial_kernel(*_fit_patches(norm_volume, iso, step, cfg), step, noise_var, max_axial_sigma(step))
     if fit is None:
         return AxialKernel(sigma), "spectra", None
     fitted, evidence = fit
     if fitted.gaussian or _margin(step, fitted) > (min(norm_volume.shape[1:]) - MIN_PATCH) // 2:
         fitted = AxialKernel(sigma)
     return fitted, "spectra", evidence
+
+
+def _fit_patches(norm_volume: np.ndarray, iso: np.ndarray, step: float, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """XY_lr and axial patches for the 2D blur fit: larger than training's, from their own random stream."""
+    size = min(FIT_SIZE, iso.shape[0], *norm_volume.shape[1:]) // 8 * 8
+    rng = np.random.default_rng([cfg.seed, FIT_STREAM])
+    big_xy = sample_xy_patches(norm_volume, FIT_POOL, size, rng=rng, foreground_percentile=cfg.foreground_percentile)
+    big_axial = sample_axial_patches(iso, FIT_POOL, size, rng=rng, foreground_percentile=cfg.foreground_percentile)
+    return degrade_matrix(size, step) @ big_xy, big_axial
+
+
+def _check_measured(norm_volume: np.ndarray, iso: np.ndarray, step: float, noise_var: float, cfg: TrainConfig,
+                    measured: MeasuredKernel) -> float | None:
+    """The PSF file's misfit to the stack (:func:`~selfnet.method.kernel.kernel_misfit`); warns above
+    :data:`PSF_MISFIT`, where the PSF describes other optics than the stack's and costs quality."""
+    misfit = kernel_misfit(measured, *_fit_patches(norm_volume, iso, step, cfg), step, noise_var,
+                           max_axial_sigma(step))
+    if misfit is not None and misfit > PSF_MISFIT:
+        warnings.warn(f"PSF {Path(str(cfg.psf)).name} does not fit this stack: its axial blur explains the stack's "
+                      f"axial vs lateral detail {misfit:.1f}x worse than the stack's own estimate. Check its voxel "
+                      "size, depth and refractive indices, or compare with a run without --psf", stacklevel=2)
+    return misfit
 
 
 def _read_psf(path: str, channel: int | None) -> Any:
@@ -608,6 +632,7 @@ def train_model(volume: np.ndarray, spacing: tuple[float, float, float], cfg: Tr
         "estimated_axial_sigma_from": data.sigma_source,
         "estimated_axial_kernel": data.kernel.as_dict(),
         "axial_kernel_evidence": None if data.kernel_evidence is None else round(data.kernel_evidence, 3),
+        **({} if data.psf_misfit is None else {"psf_misfit": round(data.psf_misfit, 3)}),
         "learned_axial_sigma_px": round(math.hypot(_physics_sigma(data), learned_sigma(nets.g_a)), 3),
         "degradation": ("psf" if cfg.psf else cfg.degradation) if cfg.use_cyclegan else "none",
         "learned_axial_kernel": learned.round(4).tolist(),
