@@ -959,6 +959,8 @@ class OpticsPSF:
 
     path: Path
     optics: Optics
+    psf: np.ndarray = field(repr=False)
+    spacing: Spacing
     fwhm_um: tuple[float, float, float]
     """Full width at half maximum through the peak, (z, y, x) µm."""
     out_of_focus_spread: float
@@ -999,7 +1001,7 @@ def theoretical_psf(output: str | Path, optics: Optics | dict[str, Any], *, spac
                          immersion_index=optics.immersion_index, sample_index=optics.sample_index,
                          depth_um=optics.depth_um, box_um=(z_um, xy_um))
     written = write_array(path, data, (dz, dy, dx), overwrite=overwrite)
-    return OpticsPSF(written, optics, fwhm_um(data, (dz, dy, dx)), out_of_focus_spread(data))
+    return OpticsPSF(written, optics, data, (dz, dy, dx), fwhm_um(data, (dz, dy, dx)), out_of_focus_spread(data))
 
 
 def _bead_stacks(source: Source, spacing: Spacing | None, read: ReadOptions) -> tuple[list[np.ndarray], Spacing, Any]:

@@ -14,7 +14,7 @@ import tifffile
 import selfnet
 from selfnet.model import Model
 from selfnet.phantoms.synthetic import Phantom, make_phantom
-from selfnet.training.loop import PSF_MISFIT
+from selfnet.method.kernel import PSF_MISFIT
 
 from ..conftest import run_cli
 

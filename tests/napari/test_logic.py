@@ -143,3 +143,15 @@ def test_measure_one_layer_and_refuses_a_foreign_restoration(tiny_phantom):
     ok, message = logic.measure_or_error(tiny_phantom.raw, tiny_phantom.spacing_raw, tiny_phantom.gt_lateral,
                                          (0.5, 0.5, 0.5))
     assert not ok and "not the raw lateral pixel" in message
+
+
+def test_compute_psf_needs_a_file_and_drops_confocal_fields_for_widefield(tmp_path):
+    pytest.importorskip("psfmodels", reason="computed PSFs need the extra: pip install 'selfnet[psf]'")
+    optics = {"modality": "widefield", "na": 1.2, "emission_um": 0.6, "excitation_um": 0.5, "pinhole_au": 1.0,
+              "immersion_index": 1.33, "sample_index": 1.33, "depth_um": 0.0}
+    assert logic.compute_psf(optics, (0.2, 0.1, 0.1), None) == (None, "choose where to save the PSF (.tif or .npy)")
+    written, message = logic.compute_psf(optics, (0.2, 0.1, 0.1), tmp_path / "psf.tif")
+    assert written is not None and written.path == tmp_path / "psf.tif" and message.startswith("widefield NA 1.2")
+    assert "excitation" not in message and written.spacing == (0.2, 0.1, 0.1)
+    again, reason = logic.compute_psf(optics, (0.2, 0.1, 0.1), tmp_path / "psf.tif")
+    assert again is None and "--overwrite" in reason

@@ -142,6 +142,30 @@ def test_psf_widget_adds_the_averaged_psf_and_writes_it(viewer, qtbot, tmp_path,
     assert Path(restore.psf.value) == tmp_path / "psf.tif"  # the restore widget takes the PSF just made
 
 
+def test_optics_psf_widget_adds_the_computed_psf_for_the_restore_widget(viewer, qtbot, tmp_path):
+    pytest.importorskip("psfmodels", reason="computed PSFs need the extra: pip install 'selfnet[psf]'")
+    from selfnet.io import read_volume
+    from selfnet.napari._widget import OpticsPsfWidget, RestoreWidget
+
+    widget = OpticsPsfWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="selfnet optics psf")
+    restore = RestoreWidget(viewer)
+    widget.modality.value = "widefield"
+    assert widget.excitation.native.isHidden() and widget.pinhole.native.isHidden()  # (the test viewer is not shown)
+    widget.modality.value = "confocal"
+    assert not widget.excitation.native.isHidden()
+    widget.na.value, widget.dz.value, widget.dx.value = 1.2, 0.2, 0.1
+    widget.immersion.value = widget.sample.value = 1.33
+    widget.output.value = tmp_path / "psf.tif"
+    widget.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: widget.last_result is not None and widget.run_button.enabled, timeout=WAIT_MS)
+    layer = viewer.layers["confocal PSF"]
+    assert tuple(layer.scale) == pytest.approx((0.2, 0.1, 0.1)) and layer.data.ndim == 3
+    assert read_volume(tmp_path / "psf.tif").spacing == pytest.approx((0.2, 0.1, 0.1))
+    assert "confocal NA 1.2" in widget.result.value and "psf.tif" in widget.result.value
+    assert Path(restore.psf.value) == tmp_path / "psf.tif"  # the restore widget takes the PSF just made
+
+
 def test_sample_and_widgets_load_through_the_manifest(viewer):
     layers = viewer.open_sample("selfnet", "neurites")
     assert layers[0].data.ndim == 3 and layers[0].scale[0] == pytest.approx(4 * layers[0].scale[2])
@@ -150,6 +174,7 @@ def test_sample_and_widgets_load_through_the_manifest(viewer):
     assert widget.dz.value == pytest.approx(layers[0].scale[0])
     viewer.window.add_plugin_dock_widget("selfnet", "Isotropy QC")
     viewer.window.add_plugin_dock_widget("selfnet", "PSF from beads")
+    viewer.window.add_plugin_dock_widget("selfnet", "PSF from optics")
 
 
 def test_writer_saves_a_layer_with_its_scale(viewer, tmp_path):

@@ -30,6 +30,7 @@ MAX_RADIUS = 32
 BAND = 0.3  # highest z frequency fitted, as a fraction of the raw z sampling rate: above it aliasing bends the ratio
 PARSIMONY = 0.75  # a tail or cone must cut the fit's residual by 25 % over the best Gaussian to be kept
 RING_WIDTH = 2.0  # frequency bins per ring of the free radial factor
+PSF_MISFIT = 2.0  # a PSF file's kernel explaining the stack's spectra this many times worse than the fit: other optics
 
 
 class Kernel2D(Protocol):

@@ -198,8 +198,25 @@ def psf_option(value: Any) -> dict[str, str]:
     return {} if path is None else {"psf": str(path)}
 
 
+def compute_psf(optics: dict[str, Any], spacing: Spacing, output: Path | None,
+                overwrite: bool = False) -> tuple[api.OpticsPSF | None, str]:
+    """``api.theoretical_psf`` for a worker thread: ``(OpticsPSF, summary)``, or ``(None, one-line reason)``.
+
+    ``optics`` are the widget's fields; an excitation wavelength goes only with a confocal PSF.
+    """
+    try:
+        if output is None:
+            raise ConfigError("choose where to save the PSF (.tif or .npy)")
+        if optics.get("modality") != "confocal":
+            optics = {k: v for k, v in optics.items() if k not in ("excitation_um", "pinhole_au")}
+        result = api.theoretical_psf(output, optics, spacing=spacing, overwrite=overwrite)
+    except SelfnetError as err:
+        return None, str(err)
+    return result, result.summary()
+
+
 def psf_of_layer(layer: Any) -> Path | None:
-    """The PSF file a layer shows, when the *PSF from beads* widget made it (its metadata say so)."""
+    """The PSF file a layer shows, when a PSF widget made it (its metadata say so)."""
     path = (getattr(layer, "metadata", None) or {}).get("selfnet", {}).get("psf")
     return Path(path) if path else None
 

@@ -1,9 +1,11 @@
-"""napari dock widgets (magicgui): restore a layer to isotropic resolution, measure its isotropy, make a PSF from beads.
+"""napari dock widgets (magicgui): restore a layer to isotropic resolution, measure its isotropy, make a PSF
+from beads or from the optics.
 
 Thin on purpose: what they compute is in :mod:`selfnet.napari._logic`; the work runs in a napari
 ``thread_worker`` so the viewer never freezes.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 import napari
@@ -264,16 +266,74 @@ class PsfWidget(_StackWidget):
 
     def on_result(self, result: tuple[Any, str], name: str) -> None:
         """Show the PSF as a layer with its summary, or the one-line reason it could not be made."""
-        self.last_result = result
-        written, message = result
-        if written is None:
-            self.result.value = ""
-            show_error(f"selfnet: {message}")
-            return
-        average = written.channels[0]
-        self.viewer.add_image(average.psf, name=f"{name} PSF", scale=average.spacing, units=UNITS,
-                              metadata={"selfnet": {"psf": str(written.path)}})
-        self.result.value = f"{message}\nwritten to {written.path}"
+        _show_psf(self, result, lambda made: (made.channels[0].psf, made.channels[0].spacing, f"{name} PSF"))
 
 
-__all__ = ["PsfWidget", "QCWidget", "RestoreWidget"]
+class OpticsPsfWidget(Container):
+    """Compute a PSF from the microscope's optics (no beads), for the restore widget's PSF field."""
+
+    def __init__(self, viewer: "napari.viewer.Viewer") -> None:
+        super().__init__()
+        self.viewer = viewer
+        self.worker: Any = None
+        self.last_result: tuple[Any, str] | None = None
+        self.modality = RadioButtons(label="microscope", choices=["confocal", "widefield"], value="confocal")
+        self.na = FloatSpinBox(label="NA", min=0.05, max=1.7, step=0.05, value=1.4)
+        self.emission = FloatSpinBox(label="emission (µm)", min=0.25, max=1.9, step=0.005, value=0.52)
+        self.excitation = FloatSpinBox(label="excitation (µm)", min=0.25, max=1.9, step=0.005, value=0.488)
+        self.pinhole = FloatSpinBox(label="pinhole (AU)", min=0.05, max=20, step=0.1, value=1.0)
+        self.immersion = FloatSpinBox(label="immersion index", min=1.0, max=2.0, step=0.001, value=1.515)
+        self.sample = FloatSpinBox(label="sample index", min=1.0, max=2.0, step=0.001, value=1.47)
+        self.depth = FloatSpinBox(label="depth (µm)", min=0.0, max=500, step=1.0, value=0.0)
+        self.depth.tooltip = "depth of the imaged plane below the coverslip: with a sample index unlike the immersion's, spherical aberration"
+        self.dz = FloatSpinBox(label="PSF z step (µm)", min=0.0001, max=100, step=0.01, value=0.1)
+        self.dx = FloatSpinBox(label="pixel (µm)", min=0.0001, max=100, step=0.01, value=0.1)
+        self.output = FileEdit(label="save PSF to", mode="w", filter="*.tif *.tiff *.npy")
+        self.overwrite = CheckBox(text="replace an existing file")
+        self.run_button = PushButton(text="Compute PSF")
+        self.result = Label(label="result", value="")
+        self.extend([self.modality, self.na, self.emission, self.excitation, self.pinhole, self.immersion, self.sample,
+                     self.depth, self.dz, self.dx, self.output, self.overwrite, self.run_button, self.result])
+        self.modality.changed.connect(self.show_modality)
+        self.run_button.changed.connect(self.start)
+
+    def show_modality(self, _value: Any = None) -> None:
+        """Excitation and pinhole only for a confocal PSF."""
+        for widget in (self.excitation, self.pinhole):
+            widget.visible = self.modality.value == "confocal"
+
+    def optics(self) -> dict[str, Any]:
+        """The optics the fields describe, as :class:`selfnet.options.Optics` fields."""
+        return {"modality": self.modality.value, "na": self.na.value, "emission_um": self.emission.value,
+                "excitation_um": self.excitation.value, "pinhole_au": self.pinhole.value,
+                "immersion_index": self.immersion.value, "sample_index": self.sample.value, "depth_um": self.depth.value}
+
+    def start(self, _value: Any = None) -> None:
+        """Compute in a background thread; the PSF becomes a layer when done."""
+        self.worker = create_worker(logic.compute_psf, self.optics(), (self.dz.value, self.dx.value, self.dx.value),
+                                    logic.optional_path(self.output.value), self.overwrite.value, _start_thread=False)
+        self.worker.returned.connect(self.on_result)
+        self.worker.finished.connect(lambda: setattr(self.run_button, "enabled", True))
+        self.run_button.enabled, self.result.value = False, "computing…"
+        self.worker.start()
+
+    def on_result(self, result: tuple[Any, str]) -> None:
+        """Show the PSF as a layer with its summary, or the one-line reason it could not be made."""
+        _show_psf(self, result, lambda made: (made.psf, made.spacing, f"{made.optics.modality} PSF"))
+
+
+def _show_psf(widget: Any, result: tuple[Any, str], layer: Callable[[Any], tuple[Any, Any, str]]) -> None:
+    """A PSF widget's finished job: the PSF (data, voxel size, name from ``layer``) as a layer whose metadata
+    name its file, for the restore widget's PSF field; or the one-line reason it could not be made."""
+    widget.last_result = result
+    made, message = result
+    if made is None:
+        widget.result.value = ""
+        show_error(f"selfnet: {message}")
+        return
+    data, spacing, name = layer(made)
+    widget.viewer.add_image(data, name=name, scale=spacing, units=UNITS, metadata={"selfnet": {"psf": str(made.path)}})
+    widget.result.value = f"{message}\nwritten to {made.path}"
+
+
+__all__ = ["OpticsPsfWidget", "PsfWidget", "QCWidget", "RestoreWidget"]

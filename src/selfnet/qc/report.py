@@ -29,7 +29,7 @@ from scipy import ndimage  # noqa: E402
 
 from selfnet._version import __version__  # noqa: E402
 from selfnet.io import Volume, atomic_write, check_output_path  # noqa: E402
-from selfnet.method.kernel import AxialKernel  # noqa: E402
+from selfnet.method.kernel import PSF_MISFIT, AxialKernel  # noqa: E402
 from selfnet.method.resample import n_iso, upsample_matrix  # noqa: E402
 from selfnet.model import Model  # noqa: E402
 from selfnet.qc.figures import display_range  # noqa: E402
@@ -444,6 +444,16 @@ p.note{font-size:13px;color:#555;max-width:1100px}
 """
 
 
+def _psf_misfit_html(model: Model) -> str:
+    """A warning where the model was trained with a PSF file that does not fit the stack (empty otherwise)."""
+    misfit = model.summary.get("psf_misfit")
+    if not isinstance(misfit, (int, float)) or misfit <= PSF_MISFIT:
+        return ""
+    return (f'<p class="warn">Warning: the PSF file explains this stack\'s axial blur {misfit:.1f}x worse than '
+            "selfnet's own estimate: it describes other optics (voxel size, depth, refractive indices). "
+            "Compare with a run without the PSF.</p>")
+
+
 def _e(value: object) -> str:
     return html.escape(str(value))
 
@@ -605,7 +615,8 @@ def _fill(page: _Page, result: QCResult, settings: dict[str, Any] | None, timing
     model = result.model
     if model is not None:
         losses = _loss_figure(model.summary.get("history", {}) or {})
-        page.section("Training", _img(losses, "training losses") if losses else "<p>No loss history in the model.</p>")
+        page.section("Training", _psf_misfit_html(model),
+                     _img(losses, "training losses") if losses else "<p>No loss history in the model.</p>")
     page.section("Settings", *_settings_html(result, settings))
     all_timings = dict(timings or {})
     all_timings["QC analysis"] = result.seconds

@@ -29,6 +29,7 @@ from selfnet.method.estimate import (
     max_axial_sigma,
 )
 from selfnet.method.kernel import (
+    PSF_MISFIT,
     AxialKernel,
     filter2d,
     fit_axial_kernel,
@@ -58,7 +59,6 @@ N_PHASES = 8
 FIT_SIZE = 128  # patch size (px) the 2D blur fit reads
 FIT_POOL = 256  # patches of each kind it reads
 FIT_STREAM = 18  # its random stream, apart from the training pools'
-PSF_MISFIT = 2.0  # a PSF file's kernel explaining the stack's spectra this many times worse than the fit: warned
 MIN_PATCH = 16  # smallest training patch (px)
 _EPS = 1e-6
 

@@ -53,3 +53,17 @@ def test_qc_re_degrades_with_the_model_profile_only_when_it_has_tails() -> None:
     assert model_axial_profile(gaussian) is None  # a Gaussian model keeps QC's Gaussian re-degradation
     assert model_axial_profile(SimpleNamespace(summary={})) is None  # models from before the 2D kernel
     np.testing.assert_allclose(model_axial_profile(tailed), taps)
+
+
+def test_the_training_section_warns_of_a_psf_that_does_not_fit(result):
+    from dataclasses import replace
+
+    from selfnet.method.kernel import PSF_MISFIT
+    from ...conftest import random_model
+
+    for misfit, shown in ((None, False), (1.2, False), (PSF_MISFIT * 3, True)):
+        model = random_model(4.0)
+        model.summary = {} if misfit is None else {"psf_misfit": misfit}
+        html = build_report(replace(result, model=model), title="t")
+        assert "<h2>Training</h2>" in html
+        assert ("explains this stack's axial blur" in html) is shown, misfit
