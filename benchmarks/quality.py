@@ -206,9 +206,11 @@ def paired_axial_patches(a: np.ndarray, b: np.ndarray, count: int, size: int,
 
 
 METHODS = ("linear", "cubic", "rl", "oracle", "published", "default", "no-cyclegan", "feedback", "no-r2r",
-           "physics-only", "unconstrained", "psf", "psf-bead", "psf-beads", "psf-optics")
+           "physics-only", "unconstrained", "psf", "psf-bead", "psf-beads", "psf-optics",
+           "psf-optics-fit")
 BEAD_PHOTONS = 20000.0  # peak photons of the simulated bead measurement ("psf-bead"): ten 2000-photon beads averaged
 BEAD_BACKGROUND = 20.0
+SAMPLE_INDEX = {"confocal": 1.47, "widefield": 1.47, "aberrated": 1.33}  # "psf-optics-fit": mounted, or water
 NOMINAL = {"na": 1.4, "emission_um": 0.52, "excitation_um": 0.488}  # "psf-optics": oil objective, mounted sample
 RECORDING = {"shape": (160, 512, 512), "count": 24, "z_step": 2, "photons": 2000.0, "background": 20.0}  # "psf-beads"
 
@@ -254,6 +256,9 @@ def run_case(case: Case, minutes: float, seed: int, out: Path,
         "psf-optics": lambda: ([("selfnet --psf (`selfnet psf --optics`, nominal optics)",
                                  selfnet_method(ph, ours(psf=str(psf_from_optics(case, out))))[0])]
                                if case.optics != "gaussian" else []),
+        "psf-optics-fit": lambda: ([("selfnet --psf (`selfnet psf --optics --fit-depth`, nominal optics)",
+                                     selfnet_method(ph, ours(psf=str(psf_from_optics(case, out, ph))))[0])]
+                                   if case.optics != "gaussian" else []),
     }
     results = [row for name in METHODS if name in methods for row in runs[name]()]
     if "default" in methods:
@@ -289,12 +294,19 @@ def psf_from_beads(case: Case, out: Path, seed: int) -> Path:
     return average.path
 
 
-def psf_from_optics(case: Case, out: Path) -> Path:
+def psf_from_optics(case: Case, out: Path, ph: Phantom | None = None) -> Path:
     """The PSF ``selfnet psf --optics`` computes from the nominal optics (:data:`NOMINAL`): what a user who
-    knows the objective and the dye, not the aberrations, would give."""
+    knows the objective and the dye, not the aberrations, would give. With the phantom ``ph``, the depth is
+    fitted to its raw stack (``--fit-depth``), the sample index being the one the user knows (:data:`SAMPLE_INDEX`)."""
     modality = "widefield" if case.optics == "widefield" else "confocal"
-    computed = selfnet.theoretical_psf(out / f"psf_{case.optics}_optics.tif", {"modality": modality, **NOMINAL},
-                                       spacing=(DX_UM, DX_UM, DX_UM), overwrite=True)
+    optics = {"modality": modality, **NOMINAL}
+    if ph is None:
+        computed = selfnet.theoretical_psf(out / f"psf_{case.optics}_optics.tif", optics,
+                                           spacing=(DX_UM, DX_UM, DX_UM), overwrite=True)
+    else:
+        optics["sample_index"] = SAMPLE_INDEX[case.optics]
+        computed = selfnet.theoretical_psf(out / f"psf_{case.optics}_optics_fit.tif", optics, overwrite=True,
+                                           fit_depth_to=selfnet.Volume(ph.raw, ph.spacing_raw))
     print(f"<!-- {case.name}: {computed.summary()} -->", flush=True)
     return computed.path
 

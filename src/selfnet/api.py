@@ -48,6 +48,7 @@ from selfnet.io import (
     write_volume,
 )
 from selfnet.method.beads import BOX_UM as PSF_BOX_UM
+from selfnet.method.kernel import PSF_MISFIT
 from selfnet.method.psf import WIDEFIELD
 from selfnet.model import MODEL_SUFFIXES, Model
 from selfnet.options import (
@@ -61,6 +62,8 @@ from selfnet.options import (
 
 log = logging.getLogger("selfnet")
 ISOTROPIC = 0.75
+FIT_SIDE = 512
+"""Largest lateral crop (pixels) of a stack that a computed PSF's depth is fitted to."""
 """QC isotropy (lateral / axial FWHM) from which a stack with a fine z step counts as already isotropic."""
 
 Spacing = tuple[float, float, float]
@@ -965,43 +968,100 @@ class OpticsPSF:
     """Full width at half maximum through the peak, (z, y, x) µm."""
     out_of_focus_spread: float
     """How much wider along z its light per plane spreads than its centre (above 3: wide-field haze)."""
+    depth_fit: dict[float, float] | None = None
+    """With ``fit_depth_to``: each depth tried (µm) and how much worse its PSF explained the stack than the
+    stack's own estimate (:func:`~selfnet.training.loop.stack_misfit_scorer`)."""
 
     def summary(self) -> str:
-        """The optics and the PSF's FWHM, with the wide-field note where it applies."""
+        """The optics (the fitted depth and its misfit), the PSF's FWHM, and the wide-field note where it applies."""
         z, y, x = self.fwhm_um
         text = f"{self.optics.summary()}; FWHM z {z:.3g} µm, y {y:.3g} µm, x {x:.3g} µm"
+        if self.depth_fit:
+            best, surface = self.depth_fit[self.optics.depth_um], self.depth_fit[min(self.depth_fit)]
+            text += (f"; depth fitted to the stack over {len(self.depth_fit)} depths: misfit {best:.2f} "
+                     f"(at the coverslip {surface:.2f})")
+            if best > PSF_MISFIT:
+                text += "; it still does not fit: check the other numbers, or leave --psf out"
         if self.out_of_focus_spread > WIDEFIELD:
             text += ("; a wide-field PSF: on wide-field stacks the blur estimated from the stack did better "
                      "(docs/BENCHMARKS.md), compare with a run without --psf")
         return text
 
 
-def theoretical_psf(output: str | Path, optics: Optics | dict[str, Any], *, spacing: Spacing,
+def theoretical_psf(output: str | Path, optics: Optics | dict[str, Any], *, spacing: Spacing | None = None,
+                    fit_depth_to: Source | None = None, read: ReadOptions | None = None,
                     box_um: tuple[float, ...] | str | None = None, overwrite: bool = False) -> OpticsPSF:
     """Compute the PSF of ``optics`` (a vectorial model, psfmodels) into ``output`` for ``psf=`` / ``--psf``.
 
     For users without a bead recording (:func:`psf` is better where there is one: a real objective
     is rarely as good as its model). ``spacing`` is the PSF's (dz, dy, dx) grid in µm: the stack's
     pixel and a z step no coarser than it; ``box_um`` its (z, lateral) extent (default 6 x 3 µm).
+    ``fit_depth_to`` (a stack, read with ``read``) replaces the optics' depth by the one whose PSF best
+    explains that stack's axial blur (the sample index must differ from the immersion's); the grid is
+    then the stack's pixel, unless ``spacing`` says otherwise.
     """
     from selfnet.io.write import write_array
-    from selfnet.method.optics import vectorial_psf
     from selfnet.method.psf import fwhm_um, out_of_focus_spread
 
     optics = optics if isinstance(optics, Optics) else Optics.make(**optics)
-    dz, dy, dx = _spacing(spacing)
+    stack = None if fit_depth_to is None else _fit_stack(fit_depth_to, read or ReadOptions(), optics)
+    if spacing is None and stack is None:
+        raise ConfigError("a computed PSF needs its voxel size (--lateral-um)")
+    dz, dy, dx = _spacing(spacing if spacing is not None else (stack.spacing[2],) * 3)  # type: ignore[union-attr]
     if not all(math.isfinite(v) and v > 0 for v in (dz, dy, dx)):
         raise ConfigError(f"voxel size must be positive µm, got {dz:g}, {dy:g}, {dx:g}")
     if not math.isclose(dy, dx, rel_tol=1e-3):
         raise ConfigError(f"a computed PSF needs square pixels, got {dy:g} x {dx:g} µm")
-    z_um, xy_um = _box(box_um or PSF_BOX_UM)[:2]
+    box = _box(box_um or PSF_BOX_UM)[:2]
     path = check_output_path(output, overwrite=overwrite, suffixes=(".tif", ".tiff", ".npy"))
-    data = vectorial_psf(optics.modality, na=optics.na, emission_um=optics.emission_um, voxel_um=(dz, dx),
-                         excitation_um=optics.excitation_um, pinhole_au=optics.pinhole_au,
-                         immersion_index=optics.immersion_index, sample_index=optics.sample_index,
-                         depth_um=optics.depth_um, box_um=(z_um, xy_um))
+    compute = _psf_of(optics, (dz, dx), box)
+    tried = None
+    if stack is not None:
+        optics, tried = _fit_depth(optics, stack, compute, (dz, dy, dx))
+    data = compute(optics.depth_um)
     written = write_array(path, data, (dz, dy, dx), overwrite=overwrite)
-    return OpticsPSF(written, optics, data, (dz, dy, dx), fwhm_um(data, (dz, dy, dx)), out_of_focus_spread(data))
+    return OpticsPSF(written, optics, data, (dz, dy, dx), fwhm_um(data, (dz, dy, dx)), out_of_focus_spread(data), tried)
+
+
+def _psf_of(optics: Optics, voxel_um: tuple[float, float], box_um: tuple[float, float]) -> Callable[[float], np.ndarray]:
+    """The PSF of ``optics`` at a given depth (µm), each depth computed once."""
+    from functools import cache
+
+    from selfnet.method.optics import vectorial_psf
+
+    @cache
+    def compute(depth_um: float) -> np.ndarray:
+        return vectorial_psf(optics.modality, na=optics.na, emission_um=optics.emission_um, voxel_um=voxel_um,
+                             excitation_um=optics.excitation_um, pinhole_au=optics.pinhole_au,
+                             immersion_index=optics.immersion_index, sample_index=optics.sample_index,
+                             depth_um=depth_um, box_um=box_um)
+
+    return compute
+
+
+def _fit_stack(source: Source, read: ReadOptions, optics: Optics) -> Volume:
+    """The stack a depth is fitted to: a central lateral crop of at most :data:`FIT_SIDE` pixels, in memory."""
+    if math.isclose(optics.sample_index, optics.immersion_index):
+        raise ConfigError("fitting the depth needs a sample index unlike the immersion's (--sample-index): "
+                          "without that mismatch the depth changes nothing")
+    vol = open_volume(source, read=read)
+    _, y, x = vol.data.shape[-3:]
+    sy, sx = (slice(max(0, (n - FIT_SIDE) // 2), max(0, (n - FIT_SIDE) // 2) + FIT_SIDE) for n in (y, x))
+    return Volume(np.asarray(vol.data[:, sy, sx], dtype=np.float32), vol.spacing, vol.path, vol.metadata)
+
+
+def _fit_depth(optics: Optics, stack: Volume, compute: Callable[[float], np.ndarray],
+               voxel: Spacing) -> tuple[Optics, dict[float, float]]:
+    """``optics`` with the depth whose PSF best explains the stack, and the misfit of every depth tried."""
+    from selfnet.method.optics import fit_depth
+    from selfnet.training.loop import stack_misfit_scorer
+
+    score = stack_misfit_scorer(np.asarray(stack.data), stack.spacing, make_config())
+    if score is None:
+        raise InputError("the stack holds too little detail above its noise to fit a depth to")
+    log.info("fitting the PSF's depth to %s (a PSF per depth tried, seconds each)", stack.path or "the stack")
+    best, tried = fit_depth(lambda depth: score(compute(depth), voxel))
+    return optics.model_copy(update={"depth_um": best}), tried
 
 
 def _bead_stacks(source: Source, spacing: Spacing | None, read: ReadOptions) -> tuple[list[np.ndarray], Spacing, Any]:

@@ -282,6 +282,7 @@ def psf(
     immersion_index: Annotated[Optional[float], typer.Option("--immersion-index", help="(--optics) Refractive index of the immersion medium [default: 1.515, oil].")] = None,
     sample_index: Annotated[Optional[float], typer.Option("--sample-index", help="(--optics) Refractive index of the sample [default: 1.47, mounted]; with --depth-um, a mismatch adds spherical aberration.")] = None,
     depth_um: Annotated[Optional[float], typer.Option("--depth-um", help="(--optics) Depth of the imaged plane below the coverslip in µm [default: 0].")] = None,
+    fit_depth: Annotated[Optional[Path], typer.Option("--fit-depth", help="(--optics) Find the depth whose PSF best explains this stack's axial blur (needs --sample-index unlike the immersion's); the PSF gets the stack's pixel size.", show_default=False)] = None,
     lateral_um: LateralOpt = None, axial_um: Annotated[Optional[float], typer.Option("--axial-um", help="Axial step in µm (overrides the file; with --optics, the PSF's z step, default: the lateral pixel).")] = None,
     timepoint: TimeOpt = None, channel: ChannelOpt = None, axes: AxesOpt = None, overwrite: OverwriteOpt = False,
 ) -> None:
@@ -294,13 +295,17 @@ def psf(
     else:
         if input is not None:
             raise ConfigError("give a bead recording or --optics, not both")
-        if lateral_um is None:
+        if lateral_um is None and fit_depth is None:
             raise ConfigError("--optics needs the pixel size the PSF is computed on (--lateral-um)")
         numbers = {"modality": optics, "na": na, "emission_um": emission_um, "excitation_um": excitation_um,
                    "pinhole_au": pinhole_au, "immersion_index": immersion_index, "sample_index": sample_index,
                    "depth_um": depth_um}
-        result = api.theoretical_psf(output, Optics.make(**numbers), box_um=box_um, overwrite=overwrite,
-                                     spacing=(axial_um or lateral_um, lateral_um, lateral_um))
+        if fit_depth is None:
+            result = api.theoretical_psf(output, Optics.make(**numbers), box_um=box_um, overwrite=overwrite,
+                                         spacing=(axial_um or lateral_um, lateral_um, lateral_um))
+        else:
+            result = api.theoretical_psf(output, Optics.make(**numbers), box_um=box_um, overwrite=overwrite,
+                                         fit_depth_to=fit_depth, read=_read(lateral_um, axial_um, timepoint, channel, axes))
     typer.echo(f"selfnet: wrote {result.path}: {result.summary()}", err=True)
 
 

@@ -59,6 +59,7 @@ def test_a_widefield_psf_is_flagged(psfmodels, tmp_path):
       "--lateral-um", "0.1"), "immersion"),
     (("--optics", "spinning", "--na", "1.4", "--emission-um", "0.52", "--lateral-um", "0.1"), "modality"),
     ((*CONFOCAL, "--lateral-um", "0.1", "--box-um", "3,x"), "--box-um"),
+    ((*CONFOCAL, "--sample-index", "1.515", "--fit-depth", "BEADS"), "sample index unlike the immersion"),
 ])
 def test_bad_requests_are_refused_in_one_line(args, fragment, tmp_path):
     args = tuple(str(tmp_path / "beads.tif") if a == "BEADS" else a for a in args)
@@ -67,6 +68,21 @@ def test_bad_requests_are_refused_in_one_line(args, fragment, tmp_path):
     assert fragment in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "psf.tif").exists()
+
+
+def test_the_depth_is_fitted_to_an_aberrated_stack(psfmodels, tmp_path):
+    """A stack 10 µm deep in water under oil: the fitted depth lies near 10 µm and explains it far better."""
+    from selfnet.phantoms.optics import make_optics_phantom
+
+    ph = make_optics_phantom("aberrated", "mix", (64, 96, 96), k=4.0, photons=300, seed=0)
+    optics = {"modality": "confocal", "na": 1.4, "emission_um": 0.52, "excitation_um": 0.488, "sample_index": 1.33}
+    fitted = selfnet.theoretical_psf(tmp_path / "psf.tif", optics, fit_depth_to=selfnet.Volume(ph.raw, ph.spacing_raw),
+                                     box_um="4,1.6")
+    assert fitted.depth_fit is not None and 5.0 <= fitted.optics.depth_um <= 20.0
+    assert fitted.depth_fit[fitted.optics.depth_um] < 0.5 * fitted.depth_fit[0.0]
+    assert fitted.spacing == pytest.approx((ph.spacing_raw[2],) * 3)  # the stack's pixel
+    assert selfnet.read_volume(fitted.path).spacing == pytest.approx(fitted.spacing)
+    assert "deep; FWHM" in fitted.summary() and "depth fitted to the stack" in fitted.summary()
 
 
 def test_without_psfmodels_the_extra_is_named(monkeypatch, tmp_path):

@@ -148,19 +148,19 @@ def fit_axial_kernel(xy_lr: np.ndarray, axial: np.ndarray, ratio: float, noise_v
     return (richer[1] if evidence < PARSIMONY else gaussian[1]), evidence
 
 
-def kernel_misfit(kernel: Kernel2D, xy_lr: np.ndarray, axial: np.ndarray, ratio: float, noise_var: float,
-                  max_sigma: float) -> float | None:
-    """How much worse ``kernel`` (from a PSF file) explains the stack's spectra than the best family member.
+def misfit_scorer(xy_lr: np.ndarray, axial: np.ndarray, ratio: float, noise_var: float,
+                  max_sigma: float) -> Callable[[Kernel2D], float] | None:
+    """How much worse a kernel (from a PSF) explains the stack's spectra than the best family member.
 
     1 or below: the PSF fits the stack at least as well as the fit itself; well above (a PSF computed
     without the sample's aberration, a wrong voxel size): the PSF describes other optics. None when
-    the patches hold too little signal to tell.
+    the patches hold too little signal to tell. The spectra are read once, for many kernels.
     """
     cost = spectral_cost(xy_lr, axial, ratio, noise_var)
     if cost is None:
         return None
-    best = min(value for value, _ in _best(cost, max_sigma))
-    return cost(kernel) / max(best, 1e-12)
+    best = max(min(value for value, _ in _best(cost, max_sigma)), 1e-12)
+    return lambda kernel: cost(kernel) / best
 
 
 def _best(cost: Callable[[Kernel2D], float], max_sigma: float) -> tuple[tuple[float, AxialKernel], ...]:

@@ -8,6 +8,7 @@ use it too. psfmodels is an optional extra (``selfnet[psf]``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -17,6 +18,8 @@ from selfnet.errors import ConfigError
 Modality = Literal["widefield", "confocal"]
 MODALITIES: tuple[str, ...] = ("widefield", "confocal")
 BOX_UM = (6.0, 3.0)  # default (z, lateral) extent, as for a PSF from beads
+DEPTHS_UM = (0.0, 2.5, 5.0, 10.0, 20.0, 40.0)  # coarse grid of the depth fit, then refined around its best
+REFINE = 3  # halvings of the step around the best depth
 
 
 def vectorial_psf(modality: Modality, *, na: float, emission_um: float, voxel_um: tuple[float, float],
@@ -54,3 +57,23 @@ def _psfmodels() -> Any:
     except ImportError:
         raise ConfigError("a PSF computed from the optics needs psfmodels: pip install 'selfnet[psf]'") from None
     return psfmodels
+
+
+def fit_depth(misfit_at: Callable[[float], float], depths: tuple[float, ...] = DEPTHS_UM,
+              rounds: int = REFINE) -> tuple[float, dict[float, float]]:
+    """The depth (µm) whose PSF fits the stack best, and every depth tried with its misfit.
+
+    A coarse grid, then ``rounds`` times the midpoints between the best depth and its neighbours: the misfit
+    falls towards the sample's true aberration and rises past it (docs/BENCHMARKS.md), so this closes in on it.
+    """
+    tried = {d: misfit_at(d) for d in depths}
+    for _ in range(rounds):
+        grid = sorted(tried)
+        i = grid.index(min(tried, key=tried.__getitem__))
+        for j in (i - 1, i + 1):
+            if 0 <= j < len(grid):
+                middle = round((grid[i] + grid[j]) / 2, 3)
+                if middle not in tried:
+                    tried[middle] = misfit_at(middle)
+    best = min(tried, key=tried.__getitem__)
+    return best, dict(sorted(tried.items()))

@@ -33,9 +33,9 @@ from selfnet.method.kernel import (
     AxialKernel,
     filter2d,
     fit_axial_kernel,
-    kernel_misfit,
     kernel_retention,
     kernel_spectrum,
+    misfit_scorer,
     profile_sigma,
 )
 from selfnet.method.losses import charbonnier, lsgan, restoration_loss
@@ -199,15 +199,31 @@ def _fit_patches(norm_volume: np.ndarray, iso: np.ndarray, step: float, cfg: Tra
 
 def _check_measured(norm_volume: np.ndarray, iso: np.ndarray, step: float, noise_var: float, cfg: TrainConfig,
                     measured: MeasuredKernel) -> float | None:
-    """The PSF file's misfit to the stack (:func:`~selfnet.method.kernel.kernel_misfit`); warns above
+    """The PSF file's misfit to the stack (:func:`~selfnet.method.kernel.misfit_scorer`); warns above
     :data:`PSF_MISFIT`, where the PSF describes other optics than the stack's and costs quality."""
-    misfit = kernel_misfit(measured, *_fit_patches(norm_volume, iso, step, cfg), step, noise_var,
-                           max_axial_sigma(step))
+    score = misfit_scorer(*_fit_patches(norm_volume, iso, step, cfg), step, noise_var, max_axial_sigma(step))
+    misfit = None if score is None else score(measured)
     if misfit is not None and misfit > PSF_MISFIT:
         warnings.warn(f"PSF {Path(str(cfg.psf)).name} does not fit this stack: its axial blur explains the stack's "
                       f"axial vs lateral detail {misfit:.1f}x worse than the stack's own estimate. Check its voxel "
                       "size, depth and refractive indices, or compare with a run without --psf", stacklevel=2)
     return misfit
+
+
+def stack_misfit_scorer(volume: np.ndarray, spacing: tuple[float, float, float],
+                        cfg: TrainConfig) -> Callable[[np.ndarray, tuple[float, float, float]], float] | None:
+    """Scores PSFs (array, voxel size) against a stack as training's check does (:func:`_check_measured`):
+    how much worse each explains the stack's axial blur than the best fitted kernel. None when the stack
+    holds too little signal to tell."""
+    ratio = spacing[0] / spacing[2]
+    step = max(ratio, 1.0)
+    norm = fit_normalizer(volume, cfg.norm_percentiles)(volume)
+    noise = estimate_noise(norm[:: max(1, norm.shape[0] // 16)])
+    xy_lr, axial = _fit_patches(norm, zinterp(norm, ratio), step, cfg)
+    score = misfit_scorer(xy_lr, axial, step, float(noise.variance(norm.mean())), max_axial_sigma(step))
+    if score is None:
+        return None
+    return lambda psf, psf_spacing: score(kernel_from_psf(psf, psf_spacing, spacing[2]))
 
 
 def _read_psf(path: str, channel: int | None) -> Any:

@@ -54,3 +54,18 @@ def test_a_coarser_z_step_samples_the_same_psf(confocal: np.ndarray) -> None:
     coarse = vectorial_psf("confocal", voxel_um=(2 * DX, DX), **OIL)
     assert coarse.shape == (21, 21, 21)
     assert fwhm_um(coarse, (2 * DX, DX, DX))[0] == pytest.approx(fwhm_um(confocal, (DX, DX, DX))[0], rel=0.15)
+
+
+def test_the_depth_fit_closes_in_on_the_best_depth() -> None:
+    from selfnet.method.optics import fit_depth
+
+    calls: list[float] = []
+
+    def misfit(depth: float) -> float:
+        calls.append(depth)
+        return 1.0 + (depth - 13.7) ** 2 / 50
+
+    best, tried = fit_depth(misfit)
+    assert abs(best - 13.7) <= 1.25 and tried[best] == min(tried.values())
+    assert len(calls) == len(set(calls)) == len(tried) <= 12  # each depth (a PSF to compute) once
+    assert fit_depth(lambda d: 1.0 + d)[0] == 0.0
