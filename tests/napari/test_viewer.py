@@ -166,6 +166,25 @@ def test_optics_psf_widget_adds_the_computed_psf_for_the_restore_widget(viewer, 
     assert Path(restore.psf.value) == tmp_path / "psf.tif"  # the restore widget takes the PSF just made
 
 
+def test_optics_psf_widget_fits_the_depth_to_a_chosen_layer(viewer, qtbot, tmp_path, monkeypatch):
+    import selfnet.napari._widget as widget_module
+
+    asked: list[tuple] = []
+    monkeypatch.setattr(widget_module.logic, "compute_psf", lambda *args: asked.append(args) or (None, "stop"))
+    monkeypatch.setattr(widget_module, "show_error", lambda _text: None)
+    stack = viewer.add_image(np.zeros((8, 16, 16), np.float32), name="sample", scale=(0.4, 0.1, 0.1))
+    widget = widget_module.OpticsPsfWidget(viewer)
+    assert widget.fit_to.value is None and stack in widget.fit_to.choices
+    widget.output.value = tmp_path / "psf.tif"
+    for choice in (None, stack):
+        widget.fit_to.value, widget.last_result = choice, None
+        widget.run_button.clicked.emit()
+        qtbot.waitUntil(lambda: widget.last_result is not None and widget.run_button.enabled, timeout=WAIT_MS)
+    assert asked[0][-1] is None  # no layer chosen: computed on the fields' grid
+    data, spacing = asked[1][-1]
+    assert data.shape == (8, 16, 16) and spacing == pytest.approx((0.4, 0.1, 0.1))
+
+
 def test_sample_and_widgets_load_through_the_manifest(viewer):
     layers = viewer.open_sample("selfnet", "neurites")
     assert layers[0].data.ndim == 3 and layers[0].scale[0] == pytest.approx(4 * layers[0].scale[2])

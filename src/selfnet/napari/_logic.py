@@ -20,7 +20,7 @@ import numpy as np
 
 from selfnet import api
 from selfnet.errors import Cancelled, CancelToken, ConfigError, SelfnetError
-from selfnet.io import read_volume
+from selfnet.io import Volume, read_volume
 
 Spacing = tuple[float, float, float]
 T = TypeVar("T")
@@ -198,18 +198,23 @@ def psf_option(value: Any) -> dict[str, str]:
     return {} if path is None else {"psf": str(path)}
 
 
-def compute_psf(optics: dict[str, Any], spacing: Spacing, output: Path | None,
-                overwrite: bool = False) -> tuple[api.OpticsPSF | None, str]:
+def compute_psf(optics: dict[str, Any], spacing: Spacing, output: Path | None, overwrite: bool = False,
+                fit_to: tuple[Any, Spacing] | None = None) -> tuple[api.OpticsPSF | None, str]:
     """``api.theoretical_psf`` for a worker thread: ``(OpticsPSF, summary)``, or ``(None, one-line reason)``.
 
-    ``optics`` are the widget's fields; an excitation wavelength goes only with a confocal PSF.
+    ``optics`` are the widget's fields; an excitation wavelength goes only with a confocal PSF. With
+    ``fit_to`` (a stack and its voxel size) the depth is fitted to it and the PSF takes its pixel size.
     """
     try:
         if output is None:
             raise ConfigError("choose where to save the PSF (.tif or .npy)")
         if optics.get("modality") != "confocal":
             optics = {k: v for k, v in optics.items() if k not in ("excitation_um", "pinhole_au")}
-        result = api.theoretical_psf(output, optics, spacing=spacing, overwrite=overwrite)
+        if fit_to is None:
+            result = api.theoretical_psf(output, optics, spacing=spacing, overwrite=overwrite)
+        else:
+            stack = Volume(np.asarray(fit_to[0]), tuple(float(v) for v in fit_to[1]))  # type: ignore[arg-type]
+            result = api.theoretical_psf(output, optics, fit_depth_to=stack, overwrite=overwrite)
     except SelfnetError as err:
         return None, str(err)
     return result, result.summary()

@@ -269,12 +269,11 @@ class PsfWidget(_StackWidget):
         _show_psf(self, result, lambda made: (made.channels[0].psf, made.channels[0].spacing, f"{name} PSF"))
 
 
-class OpticsPsfWidget(Container):
+class OpticsPsfWidget(_LayerWidget):
     """Compute a PSF from the microscope's optics (no beads), for the restore widget's PSF field."""
 
     def __init__(self, viewer: "napari.viewer.Viewer") -> None:
-        super().__init__()
-        self.viewer = viewer
+        super().__init__(viewer)
         self.worker: Any = None
         self.last_result: tuple[Any, str] | None = None
         self.modality = RadioButtons(label="microscope", choices=["confocal", "widefield"], value="confocal")
@@ -286,6 +285,9 @@ class OpticsPsfWidget(Container):
         self.sample = FloatSpinBox(label="sample index", min=1.0, max=2.0, step=0.001, value=1.47)
         self.depth = FloatSpinBox(label="depth (µm)", min=0.0, max=500, step=1.0, value=0.0)
         self.depth.tooltip = "depth of the imaged plane below the coverslip: with a sample index unlike the immersion's, spherical aberration"
+        self.fit_to = ComboBox(label="fit depth to", choices=self.image_layers, nullable=True, value=None)
+        self.fit_to.tooltip = ("a stack of this sample: the depth whose PSF best explains its axial blur replaces the "
+                               "one above (needs a sample index unlike the immersion's); the PSF takes its pixel size")
         self.dz = FloatSpinBox(label="PSF z step (µm)", min=0.0001, max=100, step=0.01, value=0.1)
         self.dx = FloatSpinBox(label="pixel (µm)", min=0.0001, max=100, step=0.01, value=0.1)
         self.output = FileEdit(label="save PSF to", mode="w", filter="*.tif *.tiff *.npy")
@@ -293,7 +295,7 @@ class OpticsPsfWidget(Container):
         self.run_button = PushButton(text="Compute PSF")
         self.result = Label(label="result", value="")
         self.extend([self.modality, self.na, self.emission, self.excitation, self.pinhole, self.immersion, self.sample,
-                     self.depth, self.dz, self.dx, self.output, self.overwrite, self.run_button, self.result])
+                     self.depth, self.fit_to, self.dz, self.dx, self.output, self.overwrite, self.run_button, self.result])
         self.modality.changed.connect(self.show_modality)
         self.run_button.changed.connect(self.start)
 
@@ -310,8 +312,15 @@ class OpticsPsfWidget(Container):
 
     def start(self, _value: Any = None) -> None:
         """Compute in a background thread; the PSF becomes a layer when done."""
+        layer = self.fit_to.value
+        try:
+            fit = None if layer is None else (self.stack_of(layer), logic.spacing_from_scale(layer.scale))
+        except SelfnetError as err:
+            show_error(f"selfnet: {err}")
+            return
         self.worker = create_worker(logic.compute_psf, self.optics(), (self.dz.value, self.dx.value, self.dx.value),
-                                    logic.optional_path(self.output.value), self.overwrite.value, _start_thread=False)
+                                    logic.optional_path(self.output.value), self.overwrite.value, fit,
+                                    _start_thread=False)
         self.worker.returned.connect(self.on_result)
         self.worker.finished.connect(lambda: setattr(self.run_button, "enabled", True))
         self.run_button.enabled, self.result.value = False, "computing…"
