@@ -206,7 +206,8 @@ def _check_measured(norm_volume: np.ndarray, iso: np.ndarray, step: float, noise
     if misfit is not None and misfit > PSF_MISFIT:
         warnings.warn(f"PSF {Path(str(cfg.psf)).name} does not fit this stack: its axial blur explains the stack's "
                       f"axial vs lateral detail {misfit:.1f}x worse than the stack's own estimate. Check its voxel "
-                      "size, depth and refractive indices, or compare with a run without --psf", stacklevel=2)
+                      "size, depth and refractive indices (`selfnet psf --optics ... --fit-depth STACK` fits the "
+                      "depth), or compare with a run without --psf", stacklevel=2)
     return misfit
 
 
