@@ -1004,16 +1004,18 @@ def theoretical_psf(output: str | Path, optics: Optics | dict[str, Any], *, spac
     from selfnet.method.psf import fwhm_um, out_of_focus_spread
 
     optics = optics if isinstance(optics, Optics) else Optics.make(**optics)
-    stack = None if fit_depth_to is None else _fit_stack(fit_depth_to, read or ReadOptions(), optics)
-    if spacing is None and stack is None:
+    if spacing is None and fit_depth_to is None:
         raise ConfigError("a computed PSF needs its voxel size (--lateral-um)")
+    if fit_depth_to is not None:
+        _refuse_in_place(fit_depth_to, [output])
+    path = check_output_path(output, overwrite=overwrite, suffixes=(".tif", ".tiff", ".npy"))
+    stack = None if fit_depth_to is None else _fit_stack(fit_depth_to, read or ReadOptions(), optics)
     dz, dy, dx = _spacing(spacing if spacing is not None else (stack.spacing[2],) * 3)  # type: ignore[union-attr]
     if not all(math.isfinite(v) and v > 0 for v in (dz, dy, dx)):
         raise ConfigError(f"voxel size must be positive µm, got {dz:g}, {dy:g}, {dx:g}")
     if not math.isclose(dy, dx, rel_tol=1e-3):
         raise ConfigError(f"a computed PSF needs square pixels, got {dy:g} x {dx:g} µm")
     box = _box(box_um or PSF_BOX_UM)[:2]
-    path = check_output_path(output, overwrite=overwrite, suffixes=(".tif", ".tiff", ".npy"))
     compute = _psf_of(optics, (dz, dx), box)
     tried = None
     if stack is not None:

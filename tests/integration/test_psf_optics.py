@@ -60,9 +60,11 @@ def test_a_widefield_psf_is_flagged(psfmodels, tmp_path):
     (("--optics", "spinning", "--na", "1.4", "--emission-um", "0.52", "--lateral-um", "0.1"), "modality"),
     ((*CONFOCAL, "--lateral-um", "0.1", "--box-um", "3,x"), "--box-um"),
     ((*CONFOCAL, "--sample-index", "1.515", "--fit-depth", "BEADS"), "sample index unlike the immersion"),
+    ((*CONFOCAL, "--sample-index", "1.33", "--fit-depth", "PSF", "--overwrite"), "input"),
 ])
 def test_bad_requests_are_refused_in_one_line(args, fragment, tmp_path):
-    args = tuple(str(tmp_path / "beads.tif") if a == "BEADS" else a for a in args)
+    paths = {"BEADS": tmp_path / "beads.tif", "PSF": tmp_path / "psf.tif"}
+    args = tuple(str(paths.get(a, a)) for a in args)
     proc = run_cli("psf", "-o", tmp_path / "psf.tif", *args)
     assert proc.returncode == 2, proc.stderr
     assert fragment in proc.stderr and "Traceback" not in proc.stderr
