@@ -62,9 +62,9 @@ from selfnet.options import (
 
 log = logging.getLogger("selfnet")
 ISOTROPIC = 0.75
+"""QC isotropy (lateral / axial FWHM) from which a stack with a fine z step counts as already isotropic."""
 FIT_SIDE = 512
 """Largest lateral crop (pixels) of a stack that a computed PSF's depth is fitted to."""
-"""QC isotropy (lateral / axial FWHM) from which a stack with a fine z step counts as already isotropic."""
 
 Spacing = tuple[float, float, float]
 Source = str | Path | Volume | np.ndarray

@@ -300,12 +300,10 @@ def psf(
         numbers = {"modality": optics, "na": na, "emission_um": emission_um, "excitation_um": excitation_um,
                    "pinhole_au": pinhole_au, "immersion_index": immersion_index, "sample_index": sample_index,
                    "depth_um": depth_um}
-        if fit_depth is None:
-            result = api.theoretical_psf(output, Optics.make(**numbers), box_um=box_um, overwrite=overwrite,
-                                         spacing=(axial_um or lateral_um, lateral_um, lateral_um))
-        else:
-            result = api.theoretical_psf(output, Optics.make(**numbers), box_um=box_um, overwrite=overwrite,
-                                         fit_depth_to=fit_depth, read=_read(lateral_um, axial_um, timepoint, channel, axes))
+        grid = None if fit_depth is not None else (axial_um or lateral_um, lateral_um, lateral_um)  # else the stack's
+        result = api.theoretical_psf(output, Optics.make(**numbers), spacing=grid, fit_depth_to=fit_depth,
+                                     read=_read(lateral_um, axial_um, timepoint, channel, axes), box_um=box_um,
+                                     overwrite=overwrite)
     typer.echo(f"selfnet: wrote {result.path}: {result.summary()}", err=True)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import (
     BaseModel,
@@ -22,6 +22,7 @@ from pydantic import (
 
 from selfnet.config import _first_error
 from selfnet.errors import ConfigError
+from selfnet.method.optics import Modality
 
 NGFF_VERSIONS = ("0.4", "0.5")
 DTYPES = ("float32", "float16", "uint16", "uint8", "int16")
@@ -157,7 +158,7 @@ class Optics(_Options):
     a sample of another index imaged ``depth_um`` deep adds spherical aberration.
     """
 
-    modality: Literal["widefield", "confocal"]
+    modality: Modality
     na: float = Field(gt=0, le=1.7)
     emission_um: float = Field(gt=0.2, lt=2.0)
     excitation_um: float | None = Field(None, gt=0.2, lt=2.0)

@@ -16,16 +16,15 @@ import numpy as np
 from selfnet.errors import ConfigError
 
 Modality = Literal["widefield", "confocal"]
-MODALITIES: tuple[str, ...] = ("widefield", "confocal")
 BOX_UM = (6.0, 3.0)  # default (z, lateral) extent, as for a PSF from beads
 DEPTHS_UM = (0.0, 2.5, 5.0, 10.0, 20.0, 40.0)  # coarse grid of the depth fit, then refined around its best
 REFINE = 3  # halvings of the step around the best depth
 
 
 def vectorial_psf(modality: Modality, *, na: float, emission_um: float, voxel_um: tuple[float, float],
-                    excitation_um: float | None = None, pinhole_au: float = 1.0, immersion_index: float = 1.515,
-                    sample_index: float = 1.47, depth_um: float = 0.0,
-                    box_um: tuple[float, float] = BOX_UM) -> np.ndarray:
+                  excitation_um: float | None = None, pinhole_au: float = 1.0, immersion_index: float = 1.515,
+                  sample_index: float = 1.47, depth_um: float = 0.0,
+                  box_um: tuple[float, float] = BOX_UM) -> np.ndarray:
     """(Z, Y, X) vectorial PSF on a ``voxel_um = (dz, dxy)`` grid, odd sizes, unit sum, peak on the central voxel.
 
     ``depth_um`` is how far into the sample (``sample_index``) the point lies; with a sample index

@@ -38,8 +38,8 @@ def diffraction_psf(optics: str, *, dx_um: float = DX_UM, half_z: int = 32, half
         raise ImportError("diffraction-model phantoms need psfmodels: pip install 'selfnet[phantoms]'") from None
     aberrated = {"sample_index": 1.33, "depth_um": 10.0} if optics == "aberrated" else {}
     return vectorial_psf("widefield" if optics == "widefield" else "confocal", na=NA, emission_um=EMISSION_UM,
-                           excitation_um=EXCITATION_UM, voxel_um=(dx_um, dx_um),
-                           box_um=(2 * half_z * dx_um, 2 * half_xy * dx_um), **aberrated)
+                         excitation_um=EXCITATION_UM, voxel_um=(dx_um, dx_um),
+                         box_um=(2 * half_z * dx_um, 2 * half_xy * dx_um), **aberrated)
 
 
 def in_focus_kernel(psf: np.ndarray) -> np.ndarray:

@@ -213,9 +213,10 @@ def _check_measured(norm_volume: np.ndarray, iso: np.ndarray, step: float, noise
 
 def stack_misfit_scorer(volume: np.ndarray, spacing: tuple[float, float, float],
                         cfg: TrainConfig) -> Callable[[np.ndarray, tuple[float, float, float]], float] | None:
-    """Scores PSFs (array, voxel size) against a stack as training's check does (:func:`_check_measured`):
-    how much worse each explains the stack's axial blur than the best fitted kernel. None when the stack
-    holds too little signal to tell."""
+    """Scores PSFs (array, voxel size) against a stack with training's check (:func:`_check_measured`: the same
+    fit patches and cost; the noise level read at the stack's mean rather than the training pool's): how much
+    worse each explains the stack's axial blur than the best fitted kernel. None when the stack holds too
+    little signal to tell."""
     ratio = spacing[0] / spacing[2]
     step = max(ratio, 1.0)
     norm = fit_normalizer(volume, cfg.norm_percentiles)(volume)
