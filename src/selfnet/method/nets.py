@@ -92,8 +92,11 @@ class DegradationGenerator(nn.Module):
         slice as just as real), so a free kernel may drift off centre, and D then learns to move
         objects back by as much. Removing the kernel's first moment pins the origin while keeping
         any skew (asymmetric axial PSFs); the linear ramp removed sums to zero, so the sum stays 1.
+        A blur's taps are non-negative: free signs let the sum of the taps approach zero, and the
+        normalised kernel then grew large taps of both signs (a sharpening, not a blur) in long stage-1 runs.
         """
-        k = self.kernel / self.kernel.sum()
+        k = self.kernel.clamp(min=0.0)
+        k = k / k.sum().clamp(min=1e-8)
         t = torch.arange(-self.radius, self.radius + 1, dtype=k.dtype, device=k.device).view(1, 1, -1, 1)
         return k - t * (k * t).sum() / (t * t).sum()
 

@@ -55,6 +55,18 @@ def test_kernel_taps_keep_unit_sum_and_zero_centroid_but_allow_skew() -> None:
     assert float((profile * c).sum()) == pytest.approx(0.0, abs=1e-4)
 
 
+def test_kernel_taps_stay_a_blur_when_free_taps_cancel_out() -> None:
+    """Taps pushed negative until their sum nears zero once normalised into large taps of both signs."""
+    g = DegradationGenerator(4, sigma=0.0, radius=6)
+    with torch.no_grad():
+        g.kernel[0, 0, 5, 0] -= 0.45
+        g.kernel[0, 0, 7, 0] -= 0.45  # raw sum 0.1: a tenfold blow-up if signs were free
+    taps = g.taps().detach().flatten()
+    assert float(taps.sum()) == pytest.approx(1.0, abs=1e-6)
+    assert float(taps.abs().max()) <= 1.0 + 1e-6
+    assert float(taps.min()) >= -1e-6
+
+
 def test_axial_blur_estimate_on_sparse_low_photon_beads() -> None:
     ph = make_phantom("sparse-beads", (160, 160, 160), k=5.0, axial_ratio=4.0, photons=300, background=15, seed=0)
     norm = fit_normalizer(ph.raw, (0.1, 99.99))
