@@ -92,8 +92,9 @@ class DegradationGenerator(nn.Module):
         slice as just as real), so a free kernel may drift off centre, and D then learns to move
         objects back by as much. Removing the kernel's first moment pins the origin while keeping
         any skew (asymmetric axial PSFs); the linear ramp removed sums to zero, so the sum stays 1.
-        A blur's taps are non-negative: free signs let the sum of the taps approach zero, and the
-        normalised kernel then grew large taps of both signs (a sharpening, not a blur) in long stage-1 runs.
+        The raw taps are clamped non-negative before normalising (a blur's are): free signs let their sum
+        approach zero, and the normalised kernel then grew large taps of both signs (a sharpening, not a
+        blur) in long stage-1 runs. Only the centroid projection can leave small negative taps.
         """
         k = self.kernel.clamp(min=0.0)
         k = k / k.sum().clamp(min=1e-8)

@@ -56,7 +56,7 @@ def test_kernel_taps_keep_unit_sum_and_zero_centroid_but_allow_skew() -> None:
 
 
 def test_kernel_taps_stay_a_blur_when_free_taps_cancel_out() -> None:
-    """Taps pushed negative until their sum nears zero once normalised into large taps of both signs."""
+    """Raw taps whose sum nears zero: with free signs they normalised into large taps of both signs."""
     g = DegradationGenerator(4, sigma=0.0, radius=6)
     with torch.no_grad():
         g.kernel[0, 0, 5, 0] -= 0.45
