@@ -130,7 +130,7 @@ def prepare_data(norm_volume: np.ndarray, ratio: float, cfg: TrainConfig, device
     iso = zinterp(norm_volume, ratio)
     noise = estimate_noise(norm_volume[:: max(1, z // 16)])
     margin = _margin(step, None)
-    size, xy, axial = _pools(norm_volume, iso, cfg, margin, rng)
+    size, xy, axial = _pools(norm_volume, iso, cfg, margin, step, rng)
     sampling = _sampling(size + 2 * margin, step, rng)
     xy_lr = (sampling[0] @ xy[:, :, margin:-margin])[:, margin:-margin]
     kernel: AxialKernel | MeasuredKernel | None
@@ -145,7 +145,7 @@ def prepare_data(norm_volume: np.ndarray, ratio: float, cfg: TrainConfig, device
         kernel, source = AxialKernel(resolution_axial_sigma(norm_volume, ratio)), "qc"
     if _margin(step, kernel) > margin:  # a wide axial blur needs a wider frame around each XY patch
         margin = _margin(step, kernel)
-        size, xy, axial = _pools(norm_volume, iso, cfg, margin, rng)
+        size, xy, axial = _pools(norm_volume, iso, cfg, margin, step, rng)
         sampling = _sampling(size + 2 * margin, step, rng)
     del iso
     full = size + 2 * margin
@@ -291,13 +291,19 @@ def _margin(step: float, kernel: AxialKernel | None) -> int:
     return kernel.radius + math.ceil(2 * step) + 2
 
 
-def _pools(norm_volume: np.ndarray, iso: np.ndarray, cfg: TrainConfig, margin: int,
+def _pools(norm_volume: np.ndarray, iso: np.ndarray, cfg: TrainConfig, margin: int, step: float,
            rng: np.random.Generator) -> tuple[int, np.ndarray, np.ndarray]:
-    """Patch size, sharp XY patches (with ``margin``) and real axial patches."""
+    """Patch size, sharp XY patches (with ``margin``) and real axial patches.
+
+    The part of ``margin`` beyond what z-sampling needs only feeds the blur kernel's reach, so it may
+    lie beyond the plane's edges (mirrored there): otherwise a wide kernel's frame on a small stack
+    would confine every patch to the middle of the planes (measured: docs/BENCHMARKS.md).
+    """
     _, y, x = norm_volume.shape
-    size = choose_patch_size(cfg.patch_size, iso.shape[0], y, x, margin)
+    pad = max(0, min(margin - _margin(step, None), min(y, x) - 1))
+    size = choose_patch_size(cfg.patch_size, iso.shape[0], y + 2 * pad, x + 2 * pad, margin)
     xy = sample_xy_patches(norm_volume, cfg.pool_size, size + 2 * margin, rng=rng,
-                           foreground_percentile=cfg.foreground_percentile)
+                           foreground_percentile=cfg.foreground_percentile, pad=pad)
     axial = sample_axial_patches(iso, cfg.pool_size, size, rng=rng,
                                  foreground_percentile=cfg.foreground_percentile)
     return size, xy, axial

@@ -12,23 +12,34 @@ def _random_windows(rng: np.random.Generator, n: int, count: int, size: int) -> 
 
 
 def sample_xy_patches(planes: np.ndarray, count: int, size: int, *, rng: np.random.Generator,
-                      foreground_percentile: float = 50.0, oversample: int = 4) -> np.ndarray:
+                      foreground_percentile: float = 50.0, oversample: int = 4, pad: int = 0) -> np.ndarray:
     """Random (count, size, size) patches of the sharp XY planes, candidates with structure preferred.
 
     ``oversample`` times more candidates are drawn; those whose :func:`foreground_score` is below
     the ``foreground_percentile`` of all candidates' are dropped (the paper's intensity threshold,
     scored by the brightest pixels rather than the mean so that sparse samples keep their objects).
+    A window may reach ``pad`` pixels beyond the plane's edges, which are mirrored there: the frame a
+    wide blur needs around a patch then no longer confines patches to the middle of the planes.
     """
     z, y, x = planes.shape
-    if y < size or x < size:
-        raise InputError(f"XY planes of {y}x{x} pixels are smaller than the {size}-pixel training patch")
+    if y + 2 * pad < size or x + 2 * pad < size:
+        raise InputError(f"XY planes of {y}x{x} pixels are smaller than the {size - 2 * pad}-pixel training patch")
+    if pad >= min(y, x):
+        raise ValueError(f"a {pad}-pixel mirrored frame needs planes larger than {y}x{x}")
     n = count * oversample
     zi = rng.integers(0, z, n)
-    yi = _random_windows(rng, y, n, size)
-    xi = _random_windows(rng, x, n, size)
+    yi = _random_windows(rng, y + 2 * pad, n, size) - pad
+    xi = _random_windows(rng, x + 2 * pad, n, size) - pad
     r = np.arange(size)
-    patches = planes[zi[:, None, None], (yi[:, None] + r)[:, :, None], (xi[:, None] + r)[:, None, :]]
+    rows, cols = _mirror(yi[:, None] + r, y), _mirror(xi[:, None] + r, x)
+    patches = planes[zi[:, None, None], rows[:, :, None], cols[:, None, :]]
     return _keep_foreground(patches, count, foreground_percentile, rng)
+
+
+def _mirror(index: np.ndarray, n: int) -> np.ndarray:
+    """Indices in [-n + 1, 2n - 1) reflected into [0, n) about the edge pixels (numpy's 'reflect')."""
+    index = np.abs(index)
+    return np.where(index >= n, 2 * (n - 1) - index, index)
 
 
 def sample_axial_patches(iso: np.ndarray, count: int, size: int, *, rng: np.random.Generator,

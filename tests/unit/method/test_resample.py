@@ -73,3 +73,17 @@ def test_patches_shapes_and_foreground_preference():
         sample_xy_patches(vol, 4, 64, rng=rng)
     with pytest.raises(InputError, match="isotropic planes"):
         sample_axial_patches(iso, 4, 32, rng=rng)
+
+
+def test_xy_patches_with_a_mirrored_frame_reach_the_plane_edges():
+    """A frame beyond the plane lets the patch's middle sit anywhere, with the edge mirrored around it."""
+    rng = np.random.default_rng(1)
+    ramp = np.tile(np.arange(24, dtype=np.float32), (2, 24, 1))  # x along columns
+    frame = 8
+    xy = sample_xy_patches(ramp, 400, 8 + 2 * frame, rng=rng, foreground_percentile=0, pad=frame)
+    middles = xy[:, frame:-frame, frame:-frame]
+    assert middles.min() == 0 and middles.max() == 23  # the middles cover the whole plane, edges included
+    first = xy[np.argmin(middles[:, 0, 0])]
+    np.testing.assert_array_equal(first[0, :frame + 1], np.arange(frame, -1, -1))  # mirrored about pixel 0
+    with pytest.raises(ValueError, match="mirrored frame"):
+        sample_xy_patches(ramp, 4, 60, rng=rng, pad=24)
