@@ -101,6 +101,16 @@ class DegradationGenerator(nn.Module):
         t = torch.arange(-self.radius, self.radius + 1, dtype=k.dtype, device=k.device).view(1, 1, -1, 1)
         return k - t * (k * t).sum() / (t * t).sum()
 
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Put raw taps pushed below zero back at zero after an optimiser step (projected gradient).
+
+        The clamp in :meth:`taps` alone passes no gradient to a negative raw tap, so one step that pushes
+        a tap below zero froze it there for good: every side tap of the identity start died in the first
+        steps and the learned kernel stayed the identity. At zero a tap can grow again.
+        """
+        self.kernel.clamp_(min=0.0)
+
     def blur(self, x: torch.Tensor) -> torch.Tensor:
         """Convolve along rows with the learned zero-centroid kernel."""
         xp = F.pad(x, (0, 0, self.radius, self.radius), mode="replicate")

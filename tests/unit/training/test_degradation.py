@@ -67,6 +67,34 @@ def test_kernel_taps_stay_a_blur_when_free_taps_cancel_out() -> None:
     assert float(taps.min()) >= -1e-6
 
 
+def _fit_taps(g_a: DegradationGenerator, target_kernel: torch.Tensor, steps: int, *, project: bool) -> None:
+    """Adam on G_A's z taps alone so that its blur matches ``target_kernel`` along rows."""
+    opt = torch.optim.Adam([g_a.kernel], lr=0.02)
+    x = torch.randn(4, 1, 48, 16, generator=torch.Generator().manual_seed(0))
+    want = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (0, 0, 2, 2), mode="replicate"), target_kernel)
+    for _ in range(steps):
+        opt.zero_grad()
+        ((g_a.blur(x) - want) ** 2).mean().backward()
+        opt.step()
+        if project:
+            g_a.project_()
+
+
+def test_kernel_taps_pushed_below_zero_can_grow_again() -> None:
+    """A tap that one step pushes below zero must not die there: after being told "sharper" first, the
+    kernel still learns a blur it is shown next (projected gradient rather than a clamp alone)."""
+    identity = torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0]).view(1, 1, -1, 1)
+    blur = torch.tensor([0.1, 0.2, 0.4, 0.2, 0.1]).view(1, 1, -1, 1)
+    for project, learns in ((True, True), (False, False)):
+        g_a = DegradationGenerator(4, sigma=0.0, radius=2)
+        with torch.no_grad():
+            g_a.kernel.add_(torch.tensor([-0.01, -0.01, 0.0, -0.01, -0.01]).view(1, 1, -1, 1))  # a first step "sharper"
+        _fit_taps(g_a, identity, 5, project=project)
+        _fit_taps(g_a, blur, 300, project=project)
+        side = g_a.taps().detach().flatten()[[0, 1, 3, 4]]
+        assert bool((side > 0.05).all()) is learns, (project, side)
+
+
 def test_axial_blur_estimate_on_sparse_low_photon_beads() -> None:
     ph = make_phantom("sparse-beads", (160, 160, 160), k=5.0, axial_ratio=4.0, photons=300, background=15, seed=0)
     norm = fit_normalizer(ph.raw, (0.1, 99.99))
