@@ -56,7 +56,9 @@ class TrainConfig(BaseModel):
     steps_per_epoch: int = Field(100, ge=1)
     stage1_fraction: float = Field(0.3, gt=0.0, lt=1.0)
     # data
-    patch_size: int = Field(64, ge=16, le=512)
+    patch_size: int = Field(64, ge=16, le=512, description=(
+        "training patch (px); a 2D axial kernel (wide-field or aberrated optics, most PSFs) raises it to the "
+        "kernel's reach on both sides plus 32 px, so that D sees where out-of-focus light comes from"))
     batch_size: int = Field(8, ge=1, le=512)
     pool_size: int = Field(1024, ge=16)
     foreground_percentile: float = Field(50.0, ge=0.0, lt=100.0)

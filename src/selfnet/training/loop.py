@@ -145,7 +145,7 @@ def prepare_data(norm_volume: np.ndarray, ratio: float, cfg: TrainConfig, device
         kernel, source = AxialKernel(resolution_axial_sigma(norm_volume, ratio)), "qc"
     if _margin(step, kernel) > margin:  # a wide axial blur needs a wider frame around each XY patch
         margin = _margin(step, kernel)
-        size, xy, axial = _pools(norm_volume, iso, cfg, margin, step, rng)
+        size, xy, axial = _pools(norm_volume, iso, cfg, margin, step, rng, _reach_size(kernel, cfg.patch_size))
         sampling = _sampling(size + 2 * margin, step, rng)
     del iso
     full = size + 2 * margin
@@ -291,8 +291,16 @@ def _margin(step: float, kernel: AxialKernel | None) -> int:
     return kernel.radius + math.ceil(2 * step) + 2
 
 
+def _reach_size(kernel: AxialKernel | MeasuredKernel, requested: int) -> int:
+    """Training patch size for a 2D kernel: at least its reach on both sides plus 32 px, so that D sees
+    where most of a pixel's out-of-focus light comes from (a Gaussian keeps ``requested``)."""
+    if kernel.gaussian:
+        return requested
+    return max(requested, math.ceil((2 * kernel.radius + 32) / 8) * 8)
+
+
 def _pools(norm_volume: np.ndarray, iso: np.ndarray, cfg: TrainConfig, margin: int, step: float,
-           rng: np.random.Generator) -> tuple[int, np.ndarray, np.ndarray]:
+           rng: np.random.Generator, requested: int | None = None) -> tuple[int, np.ndarray, np.ndarray]:
     """Patch size, sharp XY patches (with ``margin``) and real axial patches.
 
     The part of ``margin`` beyond what z-sampling needs only feeds the blur kernel's reach, so it may
@@ -301,7 +309,7 @@ def _pools(norm_volume: np.ndarray, iso: np.ndarray, cfg: TrainConfig, margin: i
     """
     _, y, x = norm_volume.shape
     pad = max(0, min(margin - _margin(step, None), min(y, x) - 1))
-    size = choose_patch_size(cfg.patch_size, iso.shape[0], y + 2 * pad, x + 2 * pad, margin)
+    size = choose_patch_size(requested or cfg.patch_size, iso.shape[0], y + 2 * pad, x + 2 * pad, margin)
     xy = sample_xy_patches(norm_volume, cfg.pool_size, size + 2 * margin, rng=rng,
                            foreground_percentile=cfg.foreground_percentile, pad=pad)
     axial = sample_axial_patches(iso, cfg.pool_size, size, rng=rng,

@@ -151,7 +151,8 @@ def test_spectral_estimate_says_when_it_cannot_tell() -> None:
 
 def test_wide_field_optics_get_a_cone_of_out_of_focus_light() -> None:
     """A diffraction-model wide-field PSF spreads out-of-focus light into a cone: the fitted kernel
-    has one (and a broad z tail carrying most of the light), and the training frame is wide enough for it."""
+    has one (and a broad z tail carrying most of the light), and the training frame and patches are wide
+    enough for it."""
     pytest.importorskip("psfmodels", reason="diffraction PSFs need the phantoms extra: pip install 'selfnet[phantoms]'")
     from selfnet.phantoms.optics import make_optics_phantom
 
@@ -161,6 +162,7 @@ def test_wide_field_optics_get_a_cone_of_out_of_focus_light() -> None:
     assert not data.kernel.gaussian and data.pre_kernel is not None
     assert data.kernel.cone > 0 and data.kernel.tail > 0.5  # most of a wide-field PSF's light is out of focus
     assert data.margin >= data.kernel.radius + 8  # the kernel and the z-sampling see no wrap-around
+    assert data.size >= 2 * data.kernel.radius + 32  # D's patches show where the out-of-focus light comes from
     assert data.physics_profile().sum() == pytest.approx(1.0)
 
 
@@ -169,6 +171,7 @@ def test_gaussian_psf_keeps_a_gaussian_kernel() -> None:
     norm = fit_normalizer(ph.raw, (0.1, 99.99))
     data = prepare_data(norm(ph.raw), 4.0, TrainConfig(), CPU, np.random.default_rng(0))
     assert data.kernel.gaussian and data.pre_kernel is None and data.pre_blur == data.sigma > 1.5
+    assert data.size == TrainConfig().patch_size
 
 
 def test_a_kernel_too_wide_for_the_planes_falls_back_to_the_gaussian(monkeypatch: pytest.MonkeyPatch,
