@@ -130,7 +130,7 @@ def prepare_data(norm_volume: np.ndarray, ratio: float, cfg: TrainConfig, device
     iso = zinterp(norm_volume, ratio)
     noise = estimate_noise(norm_volume[:: max(1, z // 16)])
     margin = _margin(step, None)
-    size, xy, axial = _pools(norm_volume, iso, cfg, margin, step, rng)
+    size, xy, axial = _pools(norm_volume, iso, cfg, margin, step, rng, cfg.patch_size)
     sampling = _sampling(size + 2 * margin, step, rng)
     xy_lr = (sampling[0] @ xy[:, :, margin:-margin])[:, margin:-margin]
     kernel: AxialKernel | MeasuredKernel | None
@@ -300,8 +300,8 @@ def _reach_size(kernel: AxialKernel | MeasuredKernel, requested: int) -> int:
 
 
 def _pools(norm_volume: np.ndarray, iso: np.ndarray, cfg: TrainConfig, margin: int, step: float,
-           rng: np.random.Generator, requested: int | None = None) -> tuple[int, np.ndarray, np.ndarray]:
-    """Patch size, sharp XY patches (with ``margin``) and real axial patches.
+           rng: np.random.Generator, requested: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """Patch size (at most ``requested``), sharp XY patches (with ``margin``) and real axial patches.
 
     The part of ``margin`` beyond what z-sampling needs only feeds the blur kernel's reach, so it may
     lie beyond the plane's edges (mirrored there): otherwise a wide kernel's frame on a small stack
@@ -309,7 +309,7 @@ def _pools(norm_volume: np.ndarray, iso: np.ndarray, cfg: TrainConfig, margin: i
     """
     _, y, x = norm_volume.shape
     pad = max(0, min(margin - _margin(step, None), min(y, x) - 1))
-    size = choose_patch_size(requested or cfg.patch_size, iso.shape[0], y + 2 * pad, x + 2 * pad, margin)
+    size = choose_patch_size(requested, iso.shape[0], y + 2 * pad, x + 2 * pad, margin)
     xy = sample_xy_patches(norm_volume, cfg.pool_size, size + 2 * margin, rng=rng,
                            foreground_percentile=cfg.foreground_percentile, pad=pad)
     axial = sample_axial_patches(iso, cfg.pool_size, size, rng=rng,
