@@ -145,3 +145,31 @@ def z_shift(volume: np.ndarray, truth: np.ndarray, max_shift: int = 4) -> float:
         denom = a - 2 * b + c
         return float(i - max_shift + (0.5 * (a - c) / denom if denom else 0.0))
     return float(i - max_shift)
+
+
+AXIAL_BANDS: tuple[float, ...] = (0.025, 0.05, 0.1, 0.15, 0.2, 0.25)  # edges, cycles per isotropic voxel
+
+
+def axial_transfer(pred: np.ndarray, truth: np.ndarray, edges: tuple[float, ...] = AXIAL_BANDS,
+                   *, cone: float = 0.8) -> np.ndarray:
+    """How much of the truth's detail along z ``pred`` restores, per band of spatial frequency (1 = all of it).
+
+    The cross-spectrum ``Re<P T*> / <|T|^2>`` over frequencies within the z-dominant cone
+    (``|kz| / |k| > cone``), after the affine fit of :func:`score`, between consecutive ``edges``. Below
+    1: detail along z left blurred (or lost to noise); PSNR alone cannot say in which band.
+    """
+    fitted = affine_fit(pred, truth)
+    t = truth.astype(np.float64) - truth.mean()
+    p = fitted.astype(np.float64) - fitted.mean()
+    spec_t, spec_p = np.fft.rfftn(t), np.fft.rfftn(p)
+    fz = np.fft.fftfreq(t.shape[0])[:, None, None]
+    fy = np.fft.fftfreq(t.shape[1])[None, :, None]
+    fx = np.fft.rfftfreq(t.shape[2])[None, None, :]
+    radius = np.sqrt(fz**2 + fy**2 + fx**2)
+    inside = np.abs(fz) > cone * radius
+    band = np.digitize(radius, edges) - 1
+    keep = inside & (band >= 0) & (band < len(edges) - 1)
+    n = len(edges) - 1
+    cross = np.bincount(band[keep], (spec_p * spec_t.conj()).real[keep], n)
+    power = np.bincount(band[keep], (np.abs(spec_t) ** 2)[keep], n)
+    return cross / np.maximum(power, 1e-30)

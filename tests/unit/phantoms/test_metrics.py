@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter, shift
 
-from selfnet.phantoms.metrics import axial_asymmetry, banding, bead_centers, bead_z_shift, peak_centroid, z_shift
+from selfnet.phantoms.metrics import (
+    AXIAL_BANDS,
+    axial_asymmetry,
+    axial_transfer,
+    banding,
+    bead_centers,
+    bead_z_shift,
+    peak_centroid,
+    z_shift,
+)
 
 SHAPE = (64, 64, 64)
 
@@ -62,3 +71,22 @@ def test_global_z_shift_by_correlation() -> None:
     truth = gaussian_filter(rng.random(SHAPE).astype(np.float32), 2.0)
     assert abs(z_shift(truth, truth)) < 0.02
     assert abs(z_shift(shift(truth, (-1.3, 0, 0), order=3), truth) + 1.3) < 0.15
+
+
+def test_axial_transfer_sees_a_z_blur_and_ignores_a_lateral_one() -> None:
+    """The truth restores all of itself; a Gaussian z blur restores, per band, what its transfer
+    exp(-2 pi^2 sigma^2 kz^2) passes there (relative to the first band: the affine fit rescales), falling
+    with frequency; a lateral blur leaves the z-dominant bands nearly untouched."""
+    truth = gaussian_filter(np.random.default_rng(0).normal(size=SHAPE), 1.0).astype(np.float32)
+    assert np.allclose(axial_transfer(truth, truth), 1.0)
+    blurred = axial_transfer(gaussian_filter(truth, (2.0, 0.0, 0.0)), truth)
+    e = np.asarray(AXIAL_BANDS)
+
+    def passed(kz: np.ndarray) -> np.ndarray:
+        return np.exp(-2 * (np.pi * 2.0 * kz) ** 2)
+
+    relative = blurred / blurred[0]  # a band's kz lies between 0.8 and 1 times its radius
+    assert np.all(np.diff(blurred) < 0)
+    assert np.all(relative >= passed(e[1:]) / passed(0.8 * e[0]) - 1e-6)
+    assert np.all(relative <= passed(0.8 * e[:-1]) / passed(e[1]) + 1e-6)
+    assert axial_transfer(gaussian_filter(truth, (0.0, 1.5, 1.5)), truth).min() > 0.85
