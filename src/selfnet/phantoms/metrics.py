@@ -155,7 +155,7 @@ def axial_transfer(pred: np.ndarray, truth: np.ndarray, edges: tuple[float, ...]
     """How much of the truth's detail along z ``pred`` restores, per band of spatial frequency (1 = all of it).
 
     The cross-spectrum ``Re<P T*> / <|T|^2>`` over frequencies within the z-dominant cone
-    (``|kz| / |k| > cone``), after the affine fit of :func:`score`, between consecutive ``edges``. Below
+    (``|kz| / |k| > cone``), after an affine fit like :func:`score`'s, between consecutive ``edges``. Below
     1: detail along z left blurred (or lost to noise); PSNR alone cannot say in which band.
     """
     fitted = affine_fit(pred, truth)
