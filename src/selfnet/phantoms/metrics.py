@@ -167,9 +167,9 @@ def axial_transfer(pred: np.ndarray, truth: np.ndarray, edges: tuple[float, ...]
     fx = np.fft.rfftfreq(t.shape[2])[None, None, :]
     radius = np.sqrt(fz**2 + fy**2 + fx**2)
     inside = np.abs(fz) > cone * radius
-    band = np.digitize(radius, edges) - 1
-    keep = inside & (band >= 0) & (band < len(edges) - 1)
     n = len(edges) - 1
+    band = np.digitize(radius, edges) - 1
+    keep = inside & (band >= 0) & (band < n)
     cross = np.bincount(band[keep], (spec_p * spec_t.conj()).real[keep], n)
     power = np.bincount(band[keep], (np.abs(spec_t) ** 2)[keep], n)
     return cross / np.maximum(power, 1e-30)
