@@ -165,8 +165,9 @@ def selfnet_method(ph: Phantom, cfg: TrainConfig, views: tuple[str, ...] = ("xz"
 
 
 def _steps(summary: dict) -> str:
-    """Steps each stage reached within the budget (the load on the machine shows here)."""
-    return "/".join(str(summary.get(f"stage{i}_steps", 0)) for i in (1, 2))
+    """Steps each stage (and the refinement) reached within the budget (the load on the machine shows here)."""
+    steps = [str(summary.get(f"stage{i}_steps", 0)) for i in (1, 2)]
+    return "/".join(steps + ([f"{summary['refine_steps']} refine"] if "refine_steps" in summary else []))
 
 
 def restore_with(ph: Phantom, model: Model, views: tuple[str, ...]) -> Result:
@@ -209,7 +210,7 @@ def paired_axial_patches(a: np.ndarray, b: np.ndarray, count: int, size: int,
 
 
 METHODS = ("linear", "cubic", "rl", "oracle", "published", "default", "no-cyclegan", "feedback", "no-r2r",
-           "physics-only", "unconstrained", "psf", "psf-bead", "psf-beads", "psf-optics",
+           "physics-only", "unconstrained", "psf", "psf-no-refine", "psf-bead", "psf-beads", "psf-optics",
            "psf-optics-fit")
 BEAD_PHOTONS = 20000.0  # peak photons of the simulated bead measurement ("psf-bead"): ten 2000-photon beads averaged
 BEAD_BACKGROUND = 20.0
@@ -249,6 +250,10 @@ def run_case(case: Case, minutes: float, seed: int, out: Path,
         "psf": lambda: ([("selfnet --psf (the simulation's own PSF)",
                           selfnet_method(ph, ours(psf=str(psf_file(case, out, seed, bead=False))))[0])]
                         if case.optics != "gaussian" else []),
+        "psf-no-refine": lambda: ([("ablation: --psf without the refinement",
+                                    selfnet_method(ph, ours(psf=str(psf_file(case, out, seed, bead=False)),
+                                                            refine=0.0))[0])]
+                                  if case.optics != "gaussian" else []),
         "psf-bead": lambda: ([(f"selfnet --psf (bead image, {BEAD_PHOTONS:g} photons peak)",
                                selfnet_method(ph, ours(psf=str(psf_file(case, out, seed, bead=True))))[0])]
                              if case.optics != "gaussian" else []),

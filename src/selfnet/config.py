@@ -21,7 +21,7 @@ from pydantic import (
 
 from selfnet.errors import ConfigError
 
-CONFIG_VERSION = 3  # 2: ``psf``; 3: ``psf_channel``
+CONFIG_VERSION = 4  # 2: ``psf``; 3: ``psf_channel``; 4: ``refine``
 
 
 class NetConfig(BaseModel):
@@ -96,6 +96,9 @@ class TrainConfig(BaseModel):
     psf_channel: int | None = Field(None, ge=0, description=(
         "which channel of a multi-channel PSF file this model's channel takes (set per channel when a "
         "multi-channel stack trains, or from --channel); a single-channel PSF serves every channel"))
+    refine: float = Field(0.5, ge=0, lt=1, description=(
+        "with a PSF file: share of the deblurring budget (time or steps) spent refining D on its own restoration "
+        "re-recorded through the PSF in 3D (0 = off)"))
     seed: int = Field(0, ge=0, le=2**32 - 1)
 
     @field_validator("version")
@@ -107,6 +110,14 @@ class TrainConfig(BaseModel):
         if value < 1:
             raise ValueError(f"config version must be at least 1, got {value}")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_versions_refine_nothing(cls, data: object) -> object:
+        """A config written before ``refine`` (version < 4) trains as it did then: no refinement."""
+        if isinstance(data, dict) and "refine" not in data and int(data.get("version", CONFIG_VERSION)) < 4:
+            return {**data, "refine": 0.0}
+        return data
 
     @field_validator("psf")
     @classmethod

@@ -43,6 +43,7 @@ def test_training_takes_its_axial_blur_from_the_psf(tiny_phantom, fast_config, t
     assert summary["estimated_axial_sigma_px"] == pytest.approx(extra, rel=0.1)
     assert model.config.psf == str(psf)
     assert summary.get("stage1_steps", 0) == 0 and summary["degradation"] == "psf"  # no CycleGAN drift from it
+    assert summary["refine_steps"] > 0  # and D refined on its restoration re-recorded through the PSF
     out = selfnet.restore(ph.raw, model, ph.spacing_raw, device="cpu", progress=False).data
     assert out.shape == ph.gt_lateral[ph.iso_slice()].shape
 

@@ -19,6 +19,7 @@ from selfnet.method.kernel import MAX_RADIUS, AxialKernel, profile_sigma
 
 WIENER = 1e-3  # regularisation of the in-focus deconvolution, relative to its peak power
 NOISE_SDS = 3.0  # a measured PSF's voxels below this many noise sds (of its border) are taken as empty
+FORWARD_WIENER = 1e-4  # the same for the 3D forward kernel (the in-focus kernel covers the PSF's lateral band)
 KEEP = 0.995  # share of the kernel's light its radius keeps
 WIDEFIELD = 3.0  # an out-of-focus spread above this marks a wide-field PSF, whose central plane underestimates the haze
 
@@ -28,6 +29,7 @@ class MeasuredKernel:
     """A 2D (z, x) axial kernel taken from a PSF (z along rows, unit sum); not a fitted family member."""
 
     kernel: np.ndarray = field(repr=False)
+    forward: np.ndarray | None = field(default=None, repr=False)  # the 3D blur of :func:`forward_kernel`, for refining
 
     @property
     def sigma(self) -> float:
@@ -77,6 +79,52 @@ def kernel_from_psf(psf: np.ndarray, psf_spacing: tuple[float, float, float], pi
     axial, focus = crop[:, r, :], crop[r, :, :]
     kernel = _trim(np.clip(_deconvolve(axial / axial.sum(), focus / focus.sum()), 0.0, None))
     return MeasuredKernel(kernel / kernel.sum())
+
+
+def forward_kernel(psf: np.ndarray, psf_spacing: tuple[float, float, float], pixel: float) -> np.ndarray:
+    """The 3D blur that takes the isotropic target (the object through :func:`in_focus_kernel`) to what the
+    microscope records (the object through the PSF), on cubic voxels of ``pixel`` µm: the PSF Wiener-deconvolved
+    by its in-focus kernel, unit sum. Unlike the 2D kernel, it keeps the light from beside an axial slice.
+    """
+    iso = centred(_isotropic(_around_peak(_checked(psf), psf_spacing, pixel), psf_spacing, pixel))
+    at = peak(iso)
+    radii = [min(p, n - 1 - p, MAX_RADIUS) for p, n in zip(at, iso.shape)]
+    if min(radii) < 2:
+        raise InputError("the PSF's brightest voxel is at its edge: crop the PSF around the bead")
+    box = iso[tuple(slice(p - r, p + r + 1) for p, r in zip(at, radii))]
+    focus = _centred_box(in_focus_kernel(box), box.shape)
+    p_hat, f_hat = np.fft.rfftn(np.fft.ifftshift(box)), np.fft.rfftn(np.fft.ifftshift(focus))
+    eps = FORWARD_WIENER * float(np.abs(f_hat).max()) ** 2
+    kernel = np.fft.fftshift(np.fft.irfftn(p_hat * np.conj(f_hat) / (np.abs(f_hat) ** 2 + eps), s=box.shape,
+                                           axes=(0, 1, 2)))
+    return (kernel / kernel.sum()).astype(np.float32)  # signed: clipping its ringing would double its light
+
+
+def in_focus_kernel(psf: np.ndarray) -> np.ndarray:
+    """Isotropic 3D kernel whose every axis has the PSF's lateral profile in its brightest plane (unit sum):
+    what an ideal isotropic microscope with the same lateral resolution records, selfnet's target."""
+    cz, cy, cx = peak(psf)
+    plane = np.asarray(psf[cz], dtype=np.float64)
+    yy, xx = np.indices(plane.shape)
+    r_plane = np.hypot(yy - cy, xx - cx)
+    half = min(cy, cx, plane.shape[0] - 1 - cy, plane.shape[1] - 1 - cx)
+    radii = np.arange(0, half + 1)
+    profile = np.array([plane[np.abs(r_plane - r) < 0.5].mean() for r in radii])
+    zz, yy3, xx3 = np.indices((2 * half + 1,) * 3) - half
+    kernel = np.interp(np.sqrt(zz**2 + yy3**2 + xx3**2), radii, np.clip(profile, 0.0, None), right=0.0)
+    return (kernel / kernel.sum()).astype(np.float32)
+
+
+def _centred_box(kernel: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """An odd centred ``kernel`` cropped or zero-padded to the odd ``shape``, centre kept."""
+    out = np.zeros(shape, dtype=np.float64)
+    src, dst = [], []
+    for n_k, n_o in zip(kernel.shape, shape):
+        h = min(n_k, n_o) // 2
+        src.append(slice(n_k // 2 - h, n_k // 2 + h + 1))
+        dst.append(slice(n_o // 2 - h, n_o // 2 + h + 1))
+    out[tuple(dst)] = kernel[tuple(src)]
+    return out
 
 
 def out_of_focus_spread(psf: np.ndarray) -> float:

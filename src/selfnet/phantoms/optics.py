@@ -15,6 +15,7 @@ import numpy as np
 from scipy.signal import fftconvolve
 
 from selfnet.method.optics import vectorial_psf
+from selfnet.method.psf import in_focus_kernel
 from selfnet.phantoms.synthetic import Phantom, make_object, record
 
 OPTICS: tuple[str, ...] = ("confocal", "widefield", "aberrated")
@@ -40,20 +41,6 @@ def diffraction_psf(optics: str, *, dx_um: float = DX_UM, half_z: int = 32, half
     return vectorial_psf("widefield" if optics == "widefield" else "confocal", na=NA, emission_um=EMISSION_UM,
                          excitation_um=EXCITATION_UM, voxel_um=(dx_um, dx_um),
                          box_um=(2 * half_z * dx_um, 2 * half_xy * dx_um), **aberrated)
-
-
-def in_focus_kernel(psf: np.ndarray) -> np.ndarray:
-    """Isotropic 3D kernel whose every axis has the PSF's in-focus lateral profile (unit sum)."""
-    cz, cy, cx = (n // 2 for n in psf.shape)
-    plane = psf[cz].astype(np.float64)
-    yy, xx = np.indices(plane.shape)
-    r_plane = np.hypot(yy - cy, xx - cx)
-    radii = np.arange(0, min(cy, cx) + 1)
-    profile = np.array([plane[np.abs(r_plane - r) < 0.5].mean() for r in radii])
-    half = min(cy, cx)
-    zz, yy3, xx3 = np.indices((2 * half + 1,) * 3) - half
-    kernel = np.interp(np.sqrt(zz**2 + yy3**2 + xx3**2), radii, profile, right=0.0)
-    return (kernel / kernel.sum()).astype(np.float32)
 
 
 def axial_profile(psf: np.ndarray) -> np.ndarray:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -14,23 +13,13 @@ from selfnet.method.nets import DegradationGenerator, PatchDiscriminator, ResNet
 from selfnet.training.loop import (
     BUDGET_ONLY_EPOCHS,
     DEFAULT_EPOCHS,
-    Batch,
     Nets,
     ProgressFn,
     StageClock,
-    _flips,
     _timed,
+    paired_batches,
     run_stage2,
 )
-
-
-def paired_batches(inputs: torch.Tensor, targets: torch.Tensor, batch_size: int,
-                   gen: torch.Generator) -> Iterator[Batch]:
-    """Batches of known (degraded, sharp) pairs, z along rows; flips only. For supervised baselines."""
-    while True:
-        i = torch.randint(0, inputs.shape[0], (batch_size,), generator=gen, device=inputs.device)
-        both = _flips(torch.cat([inputs[i], targets[i]], dim=1), gen)
-        yield Batch(xy=both[:, 1:], xy_lr=both[:, :1], eps=torch.zeros_like(both[:, :1]), axial=both[:, :1])
 
 
 def train_supervised(inputs: np.ndarray, targets: np.ndarray, cfg: TrainConfig, device: torch.device,
@@ -42,7 +31,7 @@ def train_supervised(inputs: np.ndarray, targets: np.ndarray, cfg: TrainConfig, 
     nets = Nets(g_a=DegradationGenerator(4), g_b=ResNet2d(cfg.generator_b), d_a=PatchDiscriminator(cfg.disc),
                 d_b=PatchDiscriminator(cfg.disc), deblur=net)
     stream = paired_batches(torch.from_numpy(inputs).unsqueeze(1).to(device),
-                            torch.from_numpy(targets).unsqueeze(1).to(device), cfg.batch_size, gen)
+                            torch.from_numpy(targets).unsqueeze(1).to(device), cfg.batch_size, gen, flip_z=True)
     epochs = cfg.epochs or (BUDGET_ONLY_EPOCHS if cfg.max_minutes else DEFAULT_EPOCHS)
     deadline = None if cfg.max_minutes is None else time.perf_counter() + cfg.max_minutes * 60
     clock = StageClock(epochs * cfg.steps_per_epoch, deadline)

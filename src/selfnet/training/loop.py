@@ -13,7 +13,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,21 +44,26 @@ from selfnet.method.normalize import Normalizer, fit_normalizer
 from selfnet.method.psf import (
     WIDEFIELD,
     MeasuredKernel,
+    forward_kernel,
     kernel_from_psf,
     out_of_focus_spread,
 )
 from selfnet.method.resample import blur_matrix, degrade_matrix, zinterp
 from selfnet.model import Model
 from selfnet.training.patches import sample_axial_patches, sample_xy_patches
+from selfnet.training.refine import refine_pairs
 from selfnet.training.session import DEFAULT_EVERY_S, TrainSession, fingerprint
 
 ProgressFn = Callable[[str, int, int, dict[str, float]], None]
 DEFAULT_EPOCHS = 30
 BUDGET_ONLY_EPOCHS = 10_000
 N_PHASES = 8
+STAGE_LABELS = {"stage2": "stage 2 (deblur)", "refine": "refine (3D PSF)"}
 FIT_SIZE = 128  # patch size (px) the 2D blur fit reads
 FIT_POOL = 256  # patches of each kind it reads
 FIT_STREAM = 18  # its random stream, apart from the training pools'
+REFINE_STREAM = 19  # the refinement's noise and patches
+REFINE_POOL = 2  # its pairs per patch of the pools: cheap to cut from a whole restored stack, and D sees more of it
 MIN_PATCH = 16  # smallest training patch (px)
 _EPS = 1e-6
 
@@ -256,7 +261,7 @@ def check_psf(cfg: TrainConfig, channels: list[int | None]) -> None:
 
 def psf_kernel(cfg: TrainConfig, pixel_um: float) -> MeasuredKernel | None:
     """The axial kernel from ``cfg.psf`` (a PSF file; its channel ``cfg.psf_channel`` if it has several) on the
-    stack's ``pixel_um`` grid; None without one."""
+    stack's ``pixel_um`` grid, with its 3D forward kernel for the refinement; None without one."""
     if cfg.psf is None:
         return None
     psf = _read_psf(cfg.psf, cfg.psf_channel)
@@ -265,7 +270,7 @@ def psf_kernel(cfg: TrainConfig, pixel_um: float) -> MeasuredKernel | None:
         warnings.warn(f"PSF {Path(cfg.psf).name} looks wide-field (its light per plane spreads {spread:.1f}x wider "
                       "along z than its centre): on wide-field stacks the blur estimated from the stack did better "
                       "(docs/BENCHMARKS.md); compare with a run without the PSF", stacklevel=2)
-    return kernel_from_psf(data, psf.spacing, pixel_um)
+    return replace(kernel_from_psf(data, psf.spacing, pixel_um), forward=forward_kernel(data, psf.spacing, pixel_um))
 
 
 def resolution_axial_sigma(norm_volume: np.ndarray, ratio: float) -> float:
@@ -396,6 +401,18 @@ def batches(data: TrainingData, batch_size: int, gen: torch.Generator, alpha: fl
         yield b
 
 
+def paired_batches(inputs: torch.Tensor, targets: torch.Tensor, batch_size: int, gen: torch.Generator,
+                   flip_z: bool = False) -> Iterator[Batch]:
+    """Batches of known (degraded, sharp) pairs, z along rows, flipped along x (and z when ``flip_z``:
+    only for a symmetric axial blur). For the refinement and the supervised baselines."""
+    while True:
+        i = torch.randint(0, inputs.shape[0], (batch_size,), generator=gen, device=inputs.device)
+        both = torch.cat([inputs[i], targets[i]], dim=1)
+        both = _flips(both, gen) if flip_z else torch.where(
+            torch.rand(batch_size, 1, 1, 1, generator=gen, device=both.device) < 0.5, both.flip(-1), both)
+        yield Batch(xy=both[:, 1:], xy_lr=both[:, :1], eps=torch.zeros_like(both[:, :1]), axial=both[:, :1])
+
+
 def _physics(data: TrainingData, xy_full: torch.Tensor) -> torch.Tensor:
     """XY patches through the estimated non-Gaussian blur (a Gaussian one is part of ``degrade``)."""
     return xy_full if data.pre_kernel is None else filter2d(xy_full, data.pre_kernel)
@@ -504,15 +521,16 @@ def run_stage1(nets: Nets, stream: Iterator[Batch], cfg: TrainConfig, clock: Sta
 
 def run_stage2(nets: Nets, stream: Iterator[Batch], cfg: TrainConfig, clock: StageClock,
                on_step: ProgressFn | None, use_cyclegan: bool = True,
-               session: TrainSession | None = None, retention: float = 1.0) -> dict[str, Any]:
-    """Deblurring on (G_A(XY_lr), XY) with the feedback loss into G_A after ``feedback_start``."""
+               session: TrainSession | None = None, retention: float = 1.0, stage: str = "stage2") -> dict[str, Any]:
+    """Deblurring on (G_A(XY_lr), XY) with the feedback loss into G_A after ``feedback_start``; without
+    the CycleGAN on the stream's pairs as they are (the refinement runs so as ``stage`` "refine")."""
     opt = _adam(nets.deblur.parameters(), cfg.lr, cfg)
     ga_opt = _adam(nets.g_a.parameters(), cfg.lr_gan * 0.5, cfg)
     da_opt = _adam(nets.d_a.parameters(), cfg.lr_gan * 0.5, cfg)
     history: list[dict[str, float]] = []
     step = 0
     if session is not None:
-        step, history, clock.start = session.enter("stage2", {"d": opt, "ga": ga_opt, "da": da_opt}, clock.start)
+        step, history, clock.start = session.enter(stage, {"d": opt, "ga": ga_opt, "da": da_opt}, clock.start)
     while not clock.done(step):
         progress = clock.progress(step)
         _set_lr([opt], cosine_lr(cfg.lr, progress) * _lr_scale(session))
@@ -526,7 +544,7 @@ def run_stage2(nets: Nets, stream: Iterator[Batch], cfg: TrainConfig, clock: Sta
         losses = {"deblur": loss.item()}
         if use_cyclegan and feedback_on(cfg) and step % cfg.gan_update_every == 0 and progress >= cfg.feedback_start:
             losses.update(_feedback_step(nets, b, cfg, ga_opt, da_opt))
-        step = _bookkeep(step + 1, losses, history, session, on_step, "stage 2 (deblur)", clock.steps)
+        step = _bookkeep(step + 1, losses, history, session, on_step, STAGE_LABELS[stage], clock.steps)
     return {"steps": step, "history": history}
 
 
@@ -649,11 +667,13 @@ def train_model(volume: np.ndarray, spacing: tuple[float, float, float], cfg: Tr
     epochs = cfg.epochs or (BUDGET_ONLY_EPOCHS if cfg.max_minutes else DEFAULT_EPOCHS)
     total = epochs * cfg.steps_per_epoch
     s1_steps = max(1, round(total * cfg.stage1_fraction)) if learns_degradation(cfg) else 0
+    s3_steps = round((total - s1_steps) * cfg.refine) if refines(cfg, measured) else 0
     budget = None if cfg.max_minutes is None else cfg.max_minutes * 60.0
     prep_s = time.perf_counter() - t0
     origin = session.bind(vars(nets), gen, t0)
-    stages = _run_stages(nets, stream, cfg, session, origin, budget, (s1_steps, total - s1_steps), on_step,
-                         data.retention)
+    stages = _run_stages(nets, stream, cfg, session, origin, budget, (s1_steps, total - s1_steps - s3_steps, s3_steps),
+                         on_step, data.retention,
+                         lambda: _refine_stream(volume, ratio, nets, data, normalizer, cfg, gen))
     learned = learned_axial_kernel(nets.g_a, data.physics_profile())
     summary = {
         "ratio": ratio,
@@ -686,10 +706,11 @@ def train_model(volume: np.ndarray, spacing: tuple[float, float, float], cfg: Tr
 
 
 def _run_stages(nets: Nets, stream: Iterator[Batch], cfg: TrainConfig, session: TrainSession, origin: float,
-                budget: float | None, steps: tuple[int, int], on_step: ProgressFn | None,
-                retention: float = 1.0) -> dict[str, Any]:
-    """Stage 1 (unless finished in a resumed run or disabled), then stage 2, under ``session``."""
-    s1_steps, s2_steps = steps
+                budget: float | None, steps: tuple[int, int, int], on_step: ProgressFn | None,
+                retention: float = 1.0, refine: Callable[[], Iterator[Batch] | None] | None = None) -> dict[str, Any]:
+    """Stage 1 (unless finished in a resumed run or disabled), stage 2 (likewise), then the refinement when
+    ``refine`` makes its pairs (``steps[2]`` > 0), each to its share of the budget, under ``session``."""
+    s1_steps, s2_steps, s3_steps = steps
     stages: dict[str, Any] = {}
     with session.signals():
         if s1_steps and "stage1" in session.completed:
@@ -699,11 +720,41 @@ def _run_stages(nets: Nets, stream: Iterator[Batch], cfg: TrainConfig, session: 
             stages["stage1"] = _timed(run_stage1, nets, stream, cfg, StageClock(s1_steps, deadline), on_step,
                                       session=session)
             session.complete("stage1", stages["stage1"], stages["stage1"]["steps"])
-        deadline = None if budget is None else origin + budget
-        stages["stage2"] = _timed(run_stage2, nets, stream, cfg, StageClock(s2_steps, deadline), on_step,
-                                  use_cyclegan=cfg.use_cyclegan, session=session, retention=retention)
-        session.complete("stage2", stages["stage2"], stages["stage2"]["steps"])
+        if s3_steps and "stage2" in session.completed:
+            stages["stage2"] = session.completed["stage2"]
+        else:
+            deadline = None if budget is None else origin + budget * (1 - (cfg.refine if s3_steps else 0.0))
+            stages["stage2"] = _timed(run_stage2, nets, stream, cfg, StageClock(s2_steps, deadline), on_step,
+                                      use_cyclegan=cfg.use_cyclegan, session=session, retention=retention)
+            session.complete("stage2", stages["stage2"], stages["stage2"]["steps"], save=True)
+        pairs = refine() if s3_steps and refine is not None else None
+        if pairs is not None:
+            deadline = None if budget is None else origin + budget
+            stages["refine"] = _timed(run_stage2, nets, pairs, cfg, StageClock(s3_steps, deadline), on_step,
+                                      use_cyclegan=False, session=session, stage="refine")
+            session.complete("refine", stages["refine"], stages["refine"]["steps"], save=True)
     return stages
+
+
+def refines(cfg: TrainConfig, measured: MeasuredKernel | None) -> bool:
+    """Whether D is refined on its own restoration re-recorded through the PSF (:mod:`selfnet.training.refine`):
+    with a PSF file and a share of the budget for it."""
+    return measured is not None and measured.forward is not None and cfg.refine > 0 and cfg.use_cyclegan
+
+
+def _refine_stream(volume: np.ndarray, ratio: float, nets: Nets, data: TrainingData, normalizer: Normalizer,
+                   cfg: TrainConfig, gen: torch.Generator) -> Iterator[Batch] | None:
+    """Batches of the refinement's pairs (made from D as stage 2 left it), or None when the stack is too small."""
+    kernel = data.kernel.forward if isinstance(data.kernel, MeasuredKernel) else None
+    if kernel is None:
+        return None
+    device = data.xy.device
+    pairs = refine_pairs(volume, ratio, nets.deblur, device, normalizer, kernel, data.noise, REFINE_POOL * cfg.pool_size,
+                         cfg.patch_size, np.random.default_rng([cfg.seed, REFINE_STREAM]))
+    if pairs is None:
+        return None
+    inputs, targets = (torch.from_numpy(np.ascontiguousarray(a)).unsqueeze(1).to(device) for a in pairs)
+    return paired_batches(inputs, targets, cfg.batch_size, gen)
 
 
 def _session_notes(session: TrainSession) -> dict[str, Any]:

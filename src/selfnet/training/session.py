@@ -259,10 +259,11 @@ class TrainSession:
         self._good = self._snapshot(step)
         return step, history, self.clock_start
 
-    def complete(self, stage: str, result: dict[str, Any], step: int) -> None:
-        """Record a finished stage; after the last one a final checkpoint is written."""
+    def complete(self, stage: str, result: dict[str, Any], step: int, *, save: bool = False) -> None:
+        """Record a finished stage; with ``save`` (stage 2 and the refinement) a checkpoint is written, so that a
+        resumed run starts after it."""
         self.completed[stage] = result
-        if stage == "stage2":
+        if save:
             self.save(step, result.get("history", []))
 
     # --- after every step --------------------------------------------------------------------

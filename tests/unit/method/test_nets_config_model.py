@@ -41,10 +41,12 @@ def test_patch_discriminator_output_is_a_map():
 def test_config_yaml_roundtrip_and_validation():
     cfg = make_config(max_minutes=2.5, epochs=4, seed=7)
     again = TrainConfig.from_yaml(cfg.to_yaml())
-    assert again == cfg and again.version == CONFIG_VERSION == 3
+    assert again == cfg and again.version == CONFIG_VERSION == 4
     old = TrainConfig.from_yaml("version: 1\nseed: 3\n")  # a version-1 file (before ``psf``) still reads
     assert old.seed == 3 and old.psf is None
     assert TrainConfig.from_yaml("version: 2\npsf: /data/psf.tif\n").psf_channel is None  # before ``psf_channel``
+    assert TrainConfig.from_yaml("version: 3\npsf: /data/psf.tif\n").refine == 0.0  # trains as it did before ``refine``
+    assert TrainConfig().refine == 0.5 and TrainConfig.from_yaml("version: 3\nrefine: 0.3\n").refine == 0.3
     with pytest.raises(ConfigError, match="max_minutes"):
         make_config(max_minutes=-1)
     with pytest.raises(ConfigError, match="epochs"):

@@ -6,10 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import ndimage
+from scipy.signal import fftconvolve
 
 from selfnet.errors import InputError
 from selfnet.method.kernel import profile_sigma
-from selfnet.method.psf import WIDEFIELD, kernel_from_psf, out_of_focus_spread
+from selfnet.method.psf import (
+    WIDEFIELD,
+    forward_kernel,
+    in_focus_kernel,
+    kernel_from_psf,
+    out_of_focus_spread,
+)
 
 
 def gaussian_psf(lateral: float, axial: float, shape: tuple[int, int, int] = (41, 41, 41),
@@ -103,3 +110,30 @@ def test_a_wide_field_psf_is_told_from_a_confocal_one() -> None:
     widefield = np.exp(-0.5 * r2 / width**2) / width**2
     assert out_of_focus_spread(gaussian_psf(1.2, 3.0)) == pytest.approx(1.0, abs=0.05)
     assert out_of_focus_spread(widefield) > WIDEFIELD
+
+
+def test_forward_kernel_takes_the_in_focus_kernel_to_the_psf() -> None:
+    """A Gaussian PSF's forward kernel is its extra z blur alone (no lateral spread), and the isotropic
+    in-focus kernel through it gives the PSF back: the 3D model the refinement re-records with."""
+    psf = gaussian_psf(1.2, 3.0)
+    kernel = forward_kernel(psf, (0.1, 0.1, 0.1), 0.1)
+    c = np.array(kernel.shape) // 2
+    assert kernel.sum() == pytest.approx(1.0, abs=1e-5)
+    assert profile_sigma(kernel.sum(axis=(1, 2))) == pytest.approx(np.sqrt(3.0**2 - 1.2**2), rel=0.05)
+    assert x_width(kernel[c[0], c[1]]) < 0.5 and x_width(kernel[c[0] + 3, c[1]]) < 0.5  # the PSF: 1.2
+    focus = in_focus_kernel(psf)
+    assert profile_sigma(focus.sum(axis=(1, 2))) == pytest.approx(1.2, rel=0.1)  # isotropic, the lateral width
+    back = fftconvolve(focus.astype(np.float64), kernel.astype(np.float64), mode="same")
+    box = tuple(slice(n // 2 - 8, n // 2 + 9) for n in back.shape)
+    want = psf[tuple(slice(n // 2 - 8, n // 2 + 9) for n in psf.shape)]
+    assert np.abs(back[box] - want).max() < 0.02 * want.max()
+
+
+def test_forward_kernel_keeps_an_asymmetric_psf_asymmetric() -> None:
+    """A PSF with a tail on one side along z gives a forward kernel whose light leans the same way."""
+    psf = gaussian_psf(1.2, 3.0)
+    tail = ndimage.shift(gaussian_psf(1.2, 3.0), (6, 0, 0), order=1) * 0.3
+    kernel = forward_kernel(psf + tail, (0.1, 0.1, 0.1), 0.1)
+    profile = kernel.sum(axis=(1, 2))
+    z = np.arange(len(profile)) - len(profile) // 2
+    assert (profile * z).sum() / profile.sum() > 0.8
