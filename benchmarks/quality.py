@@ -452,7 +452,7 @@ def main() -> None:
           f"({platform.processor() or platform.machine()}), {torch.get_num_threads()} torch threads, device cpu, "
           f"torch {torch.__version__}, budget {minutes:g} min per trained method")
     seeds = [int(v) for v in args.seeds.split(",")] if args.seeds else [args.seed]
-    print("\n| case | seed | method | PSNR (dB) | SSIM | z shift vox | train s | steps stage 1/2 | restore s |\n"
+    print("\n| case | seed | method | PSNR (dB) | SSIM | z shift vox | train s | steps stage 1/2 (refine) | restore s |\n"
           "|---|---|---|---|---|---|---|---|---|")
     scores: dict[tuple[str, str], list[tuple[float, ...]]] = {}
     for case in cases:

@@ -19,6 +19,8 @@ __all__ = ["CHUNKED_HINT", "ENV_LIMIT", "available_bytes", "check_fits", "restor
 ENV_LIMIT = "SELFNET_MEMORY_LIMIT_GB"
 """Environment variable capping the memory selfnet plans to use (GiB)."""
 OVERHEAD_BYTES = 768 * 2**20
+REFINE_BYTES_PER_VOXEL = 90  # training/refine.py's peak per voxel of its pseudo-object (restoration, 3D FFT blur, pairs; measured 85)
+REFINE_MAX_ISO_VOXELS = 16_000_000  # training/refine.py's pseudo-object at most: plenty for its pairs, bounded memory
 """Python, torch, the networks and one inference batch of activations."""
 _MEMINFO = Path("/proc/meminfo")
 _CGROUP_V2 = Path("/sys/fs/cgroup")
@@ -40,13 +42,16 @@ def restore_bytes(shape: tuple[int, int, int], itemsize: int, ratio: float, out_
 
 
 def train_bytes(shape: tuple[int, int, int], itemsize: int, ratio: float, *, patch_size: int,
-                pool_size: int, oversample: int = 4) -> int:
-    """Peak bytes of preparing training data: input, normalised copy, isotropic copy, patch candidates."""
+                pool_size: int, oversample: int = 4, refine: bool = False) -> int:
+    """Peak bytes of training: preparing its data (input, normalised copy, isotropic copy, patch candidates),
+    or with ``refine`` (a PSF file) the refinement's restoration, turned copy and 3D blur if that is more."""
     z, y, x = (int(n) for n in shape)
     raw, iso = z * y * x, _n_iso(z, ratio) * y * x
     full = patch_size + 2 * (math.ceil(2 * ratio) + 2)
     candidates = oversample * pool_size * (full**2 + patch_size**2) * 4
-    return raw * (itemsize + 4) + 4 * iso + candidates + OVERHEAD_BYTES
+    prepare = raw * (itemsize + 4) + 4 * iso + candidates
+    refining = raw * itemsize + REFINE_BYTES_PER_VOXEL * min(iso, REFINE_MAX_ISO_VOXELS) if refine else 0
+    return max(prepare, refining) + OVERHEAD_BYTES
 
 
 def available_bytes() -> int | None:

@@ -10,15 +10,18 @@ trains on like the supervised oracle (measured: docs/BENCHMARKS.md).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from scipy.signal import fftconvolve
 
 from selfnet.inference.block import restore_block
 from selfnet.inference.restore import one_block_plan
+from selfnet.memory import REFINE_MAX_ISO_VOXELS
 from selfnet.method.estimate import NoiseModel
 from selfnet.method.normalize import Normalizer
-from selfnet.method.resample import resample_matrix, zinterp
+from selfnet.method.resample import n_iso, resample_matrix, zinterp
 
 TURNS = ((1, 0, 2), (2, 0, 1))  # pseudo-objects: old y (or x) becomes z, old z lies beside the axial slices
 _EPS = 1e-6
@@ -71,14 +74,35 @@ def refine_pairs(volume: np.ndarray, ratio: float, net: torch.nn.Module, device:
                  normalizer: Normalizer, kernel: np.ndarray, noise: NoiseModel, count: int, size: int,
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray] | None:
     """(input, target) axial patches, normalised: D's restoration of ``volume`` turned both ways as the
-    target, the same re-recorded through the forward ``kernel`` as the input. ``size`` shrinks to fit;
-    None when not even :data:`MIN_SIZE` px fit."""
-    restored = restore_normalised(volume, ratio, net, device, normalizer)
-    objects = [np.ascontiguousarray(restored.transpose(turn)) for turn in TURNS]
-    del restored
-    recorded = [rerecord(obj, kernel, ratio, noise, rng) for obj in objects]
-    fit = min(size, *(r.shape[0] for r in recorded), *(o.shape[2] for o in objects)) // 8 * 8
+    target, the same re-recorded through the forward ``kernel`` as the input (one turn at a time, to bound
+    memory). ``size`` shrinks to fit; None when not even :data:`MIN_SIZE` px fit."""
+    restored = restore_normalised(_bounded(volume, ratio, rng), ratio, net, device, normalizer)
+    fit = min(size, *(_recorded_planes(restored.shape[turn[0]], ratio) for turn in TURNS),
+              *(restored.shape[turn[2]] for turn in TURNS)) // 8 * 8
     if fit < MIN_SIZE:
         return None
-    pairs = [axial_pairs(r, o[: r.shape[0]], count // len(TURNS), fit, rng) for r, o in zip(recorded, objects)]
-    return np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
+    inputs, targets = [], []
+    for turn in TURNS:
+        obj = restored.transpose(turn)
+        recorded = rerecord(obj, kernel, ratio, noise, rng)
+        pair = axial_pairs(recorded, obj[: recorded.shape[0]], count // len(TURNS), fit, rng)
+        inputs.append(pair[0])
+        targets.append(pair[1])
+    return np.concatenate(inputs), np.concatenate(targets)
+
+
+def _bounded(volume: np.ndarray, ratio: float, rng: np.random.Generator) -> np.ndarray:
+    """A random full-z window of ``volume`` whose restoration holds at most :data:`~selfnet.memory.REFINE_MAX_ISO_VOXELS` (all of a small one)."""
+    z, y, x = volume.shape
+    shrink = math.sqrt(n_iso(z, ratio) * y * x / REFINE_MAX_ISO_VOXELS)
+    if shrink <= 1:
+        return volume
+    h, w = max(min(y, 64), int(y / shrink)), max(min(x, 64), int(x / shrink))
+    y0, x0 = int(rng.integers(0, y - h + 1)), int(rng.integers(0, x - w + 1))
+    return volume[:, y0:y0 + h, x0:x0 + w]
+
+
+def _recorded_planes(n: int, ratio: float) -> int:
+    """Isotropic planes :func:`rerecord` returns for an object ``n`` planes deep."""
+    return n_iso(len(np.arange(0.0, n - 1 + _EPS, ratio)), ratio)
+

@@ -109,3 +109,16 @@ def test_a_resumed_run_does_not_repeat_stage_2(tiny_phantom, fast_config, tmp_pa
     assert again.summary["resumed"] is True
     assert again.summary["stage2_steps"] == first.summary["stage2_steps"]
     assert again.summary["refine_steps"] == first.summary["refine_steps"]
+
+
+def test_the_pseudo_object_of_a_large_stack_is_a_bounded_full_z_window(monkeypatch) -> None:
+    import selfnet.training.refine as refine
+
+    monkeypatch.setattr(refine, "REFINE_MAX_ISO_VOXELS", 100_000)
+    volume = np.zeros((6, 200, 200), np.float32)
+    window = refine._bounded(volume, 4.0, np.random.default_rng(0))
+    assert window.shape[0] == 6 and 80_000 < n_iso(6, 4.0) * window.shape[1] * window.shape[2] <= 100_000
+    monkeypatch.setattr(refine, "REFINE_MAX_ISO_VOXELS", 20_000)
+    assert refine._bounded(volume, 4.0, np.random.default_rng(0)).shape == (6, 64, 64)  # room for a patch kept
+    small = np.zeros((6, 20, 20), np.float32)
+    assert refine._bounded(small, 4.0, np.random.default_rng(0)) is small

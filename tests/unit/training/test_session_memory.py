@@ -184,6 +184,8 @@ def test_memory_estimate_follows_the_in_ram_arrays() -> None:
     assert memory.restore_bytes(shape, 2, ratio) == n * (2 + 4) + 8 * n_iso + memory.OVERHEAD_BYTES
     assert memory.restore_bytes(shape, 2, 2 * ratio) > memory.restore_bytes(shape, 2, ratio)
     assert memory.train_bytes(shape, 2, ratio, patch_size=64, pool_size=1024) > n * 6
+    refining = memory.train_bytes(shape, 2, ratio, patch_size=64, pool_size=1024, refine=True)  # with a PSF file
+    assert refining == n * 2 + memory.REFINE_BYTES_PER_VOXEL * memory.REFINE_MAX_ISO_VOXELS + memory.OVERHEAD_BYTES
 
 
 def test_memory_cap_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
