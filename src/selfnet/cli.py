@@ -59,7 +59,7 @@ ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupt
 PyramidOpt = Annotated[bool, typer.Option("--pyramid", help="Add 2x down-sampled levels to an OME-Zarr output, for viewers.")]
 LevelOpt = Annotated[int, typer.Option("--level", help="Multiscale level of an OME-Zarr input (0 = full resolution).")]
 NgffOpt = Annotated[str, typer.Option("--ngff", help="OME-Zarr output version: 0.4 (zarr v2) or 0.5 (zarr v3).")]
-PsfOpt = Annotated[Optional[Path], typer.Option("--psf", help="A measured (beads) or computed PSF (TIFF, OME-TIFF or .npy with its voxel size): its axial blur replaces the one estimated from the stack. Helps confocal and aberrated stacks, whose tails and skew the stack alone cannot show; on wide-field stacks the estimate did better, and a PSF that looks wide-field is warned about (docs/BENCHMARKS.md).")]
+PsfOpt = Annotated[Optional[Path], typer.Option("--psf", help="A measured (beads) or computed PSF (TIFF, OME-TIFF or .npy with its voxel size): its axial blur replaces the one estimated from the stack, and the net is then refined on its own restoration re-recorded through the PSF in 3D (refine in --config; 0 turns it off). Helps confocal, aberrated and wide-field stacks alike when the PSF is right; a PSF that does not fit the stack is warned about (docs/BENCHMARKS.md).")]
 LateralFwhmOpt = Annotated[Optional[float], typer.Option("--lateral-fwhm", help="Lateral resolution of the optics (FWHM, µm, e.g. 0.51 x wavelength / NA) if known: QC then measures only the axial blur. Recommended for filament-like samples (neurites, microtubules).")]
 
 

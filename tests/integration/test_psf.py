@@ -56,6 +56,7 @@ def test_cli_run_with_psf_writes_volume_report_and_model(tiny_tif, tiny_phantom,
     assert proc.returncode == 0, proc.stderr
     assert out.exists() and out.with_name("iso.report.html").exists()
     assert Model.load(model).config.psf == str(psf.absolute())
+    assert "model: refine_steps" in out.with_name("iso.report.html").read_text()  # the refinement is reported
 
 
 @pytest.mark.parametrize(("make", "fragment"), [

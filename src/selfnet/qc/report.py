@@ -504,10 +504,11 @@ def _versions(model: Model | None) -> list[list[object]]:
 def _timing_rows(timings: dict[str, float], model: Model | None) -> list[list[object]]:
     rows = [[k, f"{v:.1f} s"] for k, v in timings.items()]
     if model is not None:
-        for key in ("prepare_s", "stage1_seconds", "stage2_seconds", "train_s"):
+        for key in ("prepare_s", "stage1_seconds", "stage2_seconds", "refine_seconds", "train_s"):
             if isinstance(model.summary.get(key), (int, float)):
                 rows.append([f"model: {key}", f"{model.summary[key]:.1f} s"])
-        for key in ("stage1_steps", "stage2_steps", "stage1_patches_per_s", "stage2_patches_per_s", "device"):
+        for key in ("stage1_steps", "stage2_steps", "refine_steps", "stage1_patches_per_s", "stage2_patches_per_s",
+                    "refine_patches_per_s", "device"):
             if key in model.summary:
                 rows.append([f"model: {key}", model.summary[key]])
     return rows

@@ -266,10 +266,11 @@ def psf_kernel(cfg: TrainConfig, pixel_um: float) -> MeasuredKernel | None:
         return None
     psf = _read_psf(cfg.psf, cfg.psf_channel)
     data = np.asarray(psf.data)
-    if (spread := out_of_focus_spread(data)) > WIDEFIELD:
+    refining = cfg.refine > 0 and cfg.use_cyclegan  # its 3D blur then models the haze the 2D kernel misses
+    if not refining and (spread := out_of_focus_spread(data)) > WIDEFIELD:
         warnings.warn(f"PSF {Path(cfg.psf).name} looks wide-field (its light per plane spreads {spread:.1f}x wider "
-                      "along z than its centre): on wide-field stacks the blur estimated from the stack did better "
-                      "(docs/BENCHMARKS.md); compare with a run without the PSF", stacklevel=2)
+                      "along z than its centre): without the refinement, the blur estimated from wide-field stacks "
+                      "did better (docs/BENCHMARKS.md); compare with a run without the PSF", stacklevel=2)
     return replace(kernel_from_psf(data, psf.spacing, pixel_um), forward=forward_kernel(data, psf.spacing, pixel_um))
 
 

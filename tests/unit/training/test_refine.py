@@ -112,7 +112,7 @@ def test_a_resumed_run_does_not_repeat_stage_2(tiny_phantom, fast_config, tmp_pa
 
 
 def test_the_pseudo_object_of_a_large_stack_is_a_bounded_full_z_window(monkeypatch) -> None:
-    import selfnet.training.refine as refine
+    from selfnet.training import refine
 
     monkeypatch.setattr(refine, "REFINE_MAX_ISO_VOXELS", 100_000)
     volume = np.zeros((6, 200, 200), np.float32)
