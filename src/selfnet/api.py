@@ -983,8 +983,8 @@ class OpticsPSF:
             if best > PSF_MISFIT:
                 text += "; it still does not fit: check the other numbers, or leave --psf out"
         if self.out_of_focus_spread > WIDEFIELD:
-            text += ("; a wide-field PSF: on wide-field stacks the blur estimated from the stack did better "
-                     "(docs/BENCHMARKS.md), compare with a run without --psf")
+            text += ("; a wide-field PSF: it pays with the refinement (the default); without it (refine 0) the blur "
+                     "estimated from wide-field stacks did better (docs/BENCHMARKS.md)")
         return text
 
 

@@ -1,4 +1,5 @@
-"""Reading the config's PSF file for training: a wide-field PSF is used but warned about, a confocal-like one is not."""
+"""Reading the config's PSF file for training: a wide-field PSF is used but warned about when the refinement is off,
+a confocal-like one is not."""
 
 from __future__ import annotations
 
