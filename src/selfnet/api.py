@@ -75,8 +75,8 @@ VOLUME_SUFFIXES = (".tif", ".tiff", ".npy", ".zarr")
 class ProgressEvent:
     """One progress update: ``done`` of ``total`` in ``stage``.
 
-    Stages: ``stage 1 (CycleGAN)``, ``stage 2 (deblur)`` (``info`` holds the losses), ``restoring``
-    (slices) and ``blocks``.
+    Stages: ``stage 1 (CycleGAN)``, ``stage 2 (deblur)``, ``stage 3 (refine with the PSF)`` (``info`` holds
+    the losses), ``restoring`` (slices) and ``blocks``.
     """
 
     stage: str

@@ -91,8 +91,10 @@ def write_gaussian_psf(tmp_path, ph) -> str:
 def test_training_with_a_psf_spends_its_share_on_the_refinement(tiny_phantom, fast_config, tmp_path) -> None:
     ph = tiny_phantom
     cfg = fast_config.model_copy(update={"psf": write_gaussian_psf(tmp_path, ph), "refine": 0.5})
-    model = train_model(ph.raw, ph.spacing_raw, cfg, torch.device("cpu"))
+    labels: set[str] = set()
+    model = train_model(ph.raw, ph.spacing_raw, cfg, torch.device("cpu"), on_step=lambda stage, *_: labels.add(stage))
     assert model.summary["stage2_steps"] == 10 and model.summary["refine_steps"] == 10
+    assert labels == {"stage 2 (deblur)", "stage 3 (refine with the PSF)"}  # what progress bars and napari show
     assert len(model.summary["history"]["refine"]) > 0
     off = train_model(ph.raw, ph.spacing_raw, cfg.model_copy(update={"refine": 0.0}), torch.device("cpu"))
     assert off.summary["stage2_steps"] == 20 and "refine_steps" not in off.summary
