@@ -197,7 +197,9 @@ def _run_distributed(client: Any, job: BlockJob, vol: Volume, model: Model, todo
     cores = os.cpu_count() or 1
     threads = max(1, cores // max(1, len(workers))) if _is_local(info) else None
     job = dataclasses.replace(job, source=SourceSpec.from_volume(vol), threads=threads)
-    weights = client.scatter(model.to_dict(), broadcast=True, hash=False)
+    # one datum under a fresh key: a dict scattered as is puts each entry under its own name ("deblur", ...),
+    # which the next stack's model reuses while these are being released (lost data, or the wrong weights)
+    weights = client.scatter([model.to_dict()], broadcast=True, hash=False)[0]
     futures = client.map(_worker_block, todo, job=job, model=weights, pure=False)
     try:
         for fut in as_completed(futures):
