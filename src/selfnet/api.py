@@ -420,7 +420,7 @@ def _check_memory(vol: Volume, cfg: TrainConfig | None, dtype: str | None, train
         excess = output_voxels(vol) / TRAIN_MAX_ISO_VOXELS
         train_shape = shape if excess <= 1 else (shape[0], shape[1], max(1, int(shape[2] / excess)))
         need = memory.train_bytes(train_shape, itemsize, vol.ratio, patch_size=cfg.patch_size,
-                                  pool_size=cfg.pool_size, refine=cfg.psf is not None and cfg.refine > 0)
+                                  pool_size=cfg.pool_size, refine=cfg.refines)
         memory.check_fits(need, f"training on {shown}", train_hint)
     if dtype is not None:
         out_itemsize = np.dtype(dtype).itemsize if dtype in ("uint8", "uint16", "int16", "float16") else 4

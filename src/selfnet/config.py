@@ -138,6 +138,12 @@ class TrainConfig(BaseModel):
                              "use degradation 'learned' or 'physics' with it")
         return self
 
+    @property
+    def refines(self) -> bool:
+        """Whether training ends with the refinement (training/refine.py): a PSF file, a share of the budget for
+        it, and the degradation model it refines after."""
+        return self.psf is not None and self.refine > 0 and self.use_cyclegan
+
     def for_channel(self, channel: int | None) -> TrainConfig:
         """This config for training channel ``channel`` of a file: with a PSF, that channel of it, unless
         ``psf_channel`` already names one (a single-channel PSF ignores it)."""

@@ -19,9 +19,9 @@ __all__ = ["CHUNKED_HINT", "ENV_LIMIT", "available_bytes", "check_fits", "restor
 ENV_LIMIT = "SELFNET_MEMORY_LIMIT_GB"
 """Environment variable capping the memory selfnet plans to use (GiB)."""
 OVERHEAD_BYTES = 768 * 2**20
+"""Python, torch, the networks and one inference batch of activations."""
 REFINE_BYTES_PER_VOXEL = 90  # training/refine.py's peak per voxel of its pseudo-object (restoration, 3D FFT blur, pairs; measured 85)
 REFINE_MAX_ISO_VOXELS = 16_000_000  # training/refine.py's pseudo-object at most: plenty for its pairs, bounded memory
-"""Python, torch, the networks and one inference batch of activations."""
 _MEMINFO = Path("/proc/meminfo")
 _CGROUP_V2 = Path("/sys/fs/cgroup")
 _CGROUP_V1 = Path("/sys/fs/cgroup/memory")

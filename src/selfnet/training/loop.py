@@ -266,8 +266,7 @@ def psf_kernel(cfg: TrainConfig, pixel_um: float) -> MeasuredKernel | None:
         return None
     psf = _read_psf(cfg.psf, cfg.psf_channel)
     data = np.asarray(psf.data)
-    refining = cfg.refine > 0 and cfg.use_cyclegan  # its 3D blur then models the haze the 2D kernel misses
-    if not refining and (spread := out_of_focus_spread(data)) > WIDEFIELD:
+    if not cfg.refines and (spread := out_of_focus_spread(data)) > WIDEFIELD:  # refined, its 3D blur models the haze
         warnings.warn(f"PSF {Path(cfg.psf).name} looks wide-field (its light per plane spreads {spread:.1f}x wider "
                       "along z than its centre): without the refinement, the blur estimated from wide-field stacks "
                       "did better (docs/BENCHMARKS.md); compare with a run without the PSF", stacklevel=2)
@@ -350,11 +349,11 @@ def _dihedral(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return torch.where(masks[2], x.flip(-2), x)
 
 
-def _flips(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Per-sample random flips that keep z along rows (axial patches)."""
+def _flips(x: torch.Tensor, gen: torch.Generator, along_z: bool = True) -> torch.Tensor:
+    """Per-sample random flips that keep z along rows (axial patches); along x only unless ``along_z``."""
     masks = torch.rand(2, x.shape[0], 1, 1, 1, generator=gen, device=x.device) < 0.5
     x = torch.where(masks[0], x.flip(-1), x)
-    return torch.where(masks[1], x.flip(-2), x)
+    return torch.where(masks[1], x.flip(-2), x) if along_z else x
 
 
 def recorrupt_alpha(requested: float, retention: float) -> float:
@@ -408,9 +407,7 @@ def paired_batches(inputs: torch.Tensor, targets: torch.Tensor, batch_size: int,
     only for a symmetric axial blur). For the refinement and the supervised baselines."""
     while True:
         i = torch.randint(0, inputs.shape[0], (batch_size,), generator=gen, device=inputs.device)
-        both = torch.cat([inputs[i], targets[i]], dim=1)
-        both = _flips(both, gen) if flip_z else torch.where(
-            torch.rand(batch_size, 1, 1, 1, generator=gen, device=both.device) < 0.5, both.flip(-1), both)
+        both = _flips(torch.cat([inputs[i], targets[i]], dim=1), gen, along_z=flip_z)
         yield Batch(xy=both[:, 1:], xy_lr=both[:, :1], eps=torch.zeros_like(both[:, :1]), axial=both[:, :1])
 
 
@@ -668,13 +665,14 @@ def train_model(volume: np.ndarray, spacing: tuple[float, float, float], cfg: Tr
     epochs = cfg.epochs or (BUDGET_ONLY_EPOCHS if cfg.max_minutes else DEFAULT_EPOCHS)
     total = epochs * cfg.steps_per_epoch
     s1_steps = max(1, round(total * cfg.stage1_fraction)) if learns_degradation(cfg) else 0
-    s3_steps = round((total - s1_steps) * cfg.refine) if refines(cfg, measured) else 0
+    forward = measured.forward if measured is not None and cfg.refines else None  # the refinement's 3D blur
+    s3_steps = round((total - s1_steps) * cfg.refine) if forward is not None else 0
     budget = None if cfg.max_minutes is None else cfg.max_minutes * 60.0
     prep_s = time.perf_counter() - t0
     origin = session.bind(vars(nets), gen, t0)
     stages = _run_stages(nets, stream, cfg, session, origin, budget, (s1_steps, total - s1_steps - s3_steps, s3_steps),
                          on_step, data.retention,
-                         lambda: _refine_stream(volume, ratio, nets, data, normalizer, cfg, gen))
+                         lambda: _refine_stream(volume, ratio, nets, data, normalizer, cfg, gen, forward))
     learned = learned_axial_kernel(nets.g_a, data.physics_profile())
     summary = {
         "ratio": ratio,
@@ -737,16 +735,10 @@ def _run_stages(nets: Nets, stream: Iterator[Batch], cfg: TrainConfig, session: 
     return stages
 
 
-def refines(cfg: TrainConfig, measured: MeasuredKernel | None) -> bool:
-    """Whether D is refined on its own restoration re-recorded through the PSF (:mod:`selfnet.training.refine`):
-    with a PSF file and a share of the budget for it."""
-    return measured is not None and measured.forward is not None and cfg.refine > 0 and cfg.use_cyclegan
-
-
 def _refine_stream(volume: np.ndarray, ratio: float, nets: Nets, data: TrainingData, normalizer: Normalizer,
-                   cfg: TrainConfig, gen: torch.Generator) -> Iterator[Batch] | None:
-    """Batches of the refinement's pairs (made from D as stage 2 left it), or None when the stack is too small."""
-    kernel = data.kernel.forward if isinstance(data.kernel, MeasuredKernel) else None
+                   cfg: TrainConfig, gen: torch.Generator, kernel: np.ndarray | None) -> Iterator[Batch] | None:
+    """Batches of the refinement's pairs (made from D as stage 2 left it, re-recorded through the PSF's 3D
+    ``kernel``), or None without one or when the stack is too small."""
     if kernel is None:
         return None
     device = data.xy.device

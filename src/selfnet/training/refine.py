@@ -54,8 +54,7 @@ def rerecord(obj: np.ndarray, kernel: np.ndarray, ratio: float, noise: NoiseMode
     """An isotropic ``obj`` (z first) as the stack would hold it after cubic z-interpolation: through
     ``kernel``, every ``ratio``-th plane kept, the stack's Poisson-Gaussian noise added."""
     blurred = blur3d(obj, kernel)
-    kept = np.arange(0.0, obj.shape[0] - 1 + _EPS, ratio)
-    raw = np.tensordot(resample_matrix(obj.shape[0], kept), blurred, axes=(1, 0))
+    raw = np.tensordot(resample_matrix(obj.shape[0], _kept_planes(obj.shape[0], ratio)), blurred, axes=(1, 0))
     raw += rng.standard_normal(raw.shape).astype(np.float32) * np.sqrt(noise.variance(raw)).astype(np.float32)
     return zinterp(raw, ratio)
 
@@ -102,7 +101,11 @@ def _bounded(volume: np.ndarray, ratio: float, rng: np.random.Generator) -> np.n
     return volume[:, y0:y0 + h, x0:x0 + w]
 
 
+def _kept_planes(n: int, ratio: float) -> np.ndarray:
+    """Where :func:`rerecord` keeps a plane of an object ``n`` planes deep: every ``ratio`` from the first."""
+    return np.arange(0.0, n - 1 + _EPS, ratio)
+
+
 def _recorded_planes(n: int, ratio: float) -> int:
     """Isotropic planes :func:`rerecord` returns for an object ``n`` planes deep."""
-    return n_iso(len(np.arange(0.0, n - 1 + _EPS, ratio)), ratio)
-
+    return n_iso(len(_kept_planes(n, ratio)), ratio)
